@@ -1,0 +1,43 @@
+"""Pure array functions: convolution (three formulations), pooling, arithmetic.
+
+No parameters and no state: every function maps arrays to arrays, channels
+last ``(N, *spatial, C)``, kernels ``(*spatial, C_in / groups, C_out)``.
+"""
+
+from cnnjax.ops.arithmetic import (
+    PADDING_MODES,
+    ReceptiveField,
+    conv_macs,
+    conv_output_shape,
+    conv_output_size,
+    conv_param_count,
+    conv_transpose_output_shape,
+    dense_param_count,
+    receptive_field,
+    resolve_padding,
+    same_padding,
+)
+from cnnjax.ops.conv import conv, conv_matmul, conv_reference, extract_patches
+from cnnjax.ops.pooling import avg_pool, global_avg_pool, global_max_pool, max_pool
+
+__all__ = [
+    "PADDING_MODES",
+    "ReceptiveField",
+    "avg_pool",
+    "conv",
+    "conv_macs",
+    "conv_matmul",
+    "conv_output_shape",
+    "conv_output_size",
+    "conv_param_count",
+    "conv_reference",
+    "conv_transpose_output_shape",
+    "dense_param_count",
+    "extract_patches",
+    "global_avg_pool",
+    "global_max_pool",
+    "max_pool",
+    "receptive_field",
+    "resolve_padding",
+    "same_padding",
+]

@@ -1,0 +1,320 @@
+"""Convolution three ways: on ``lax``, as explicit loops, and as one matrix product.
+
+All three take the same arguments and compute the same function:
+
+    out[n, i, j, o] = b[o] + sum_{s, t, c} W[s, t, c, o] *
+                      I[n, i * stride + s * dilation, j * stride + t * dilation, g(o) * C_g + c]
+
+for a 2-D input ``I`` (after input dilation and padding), where the sum runs
+over the kernel taps ``(s, t)`` and the ``C_g = C_in / groups`` input channels
+of the group ``g(o)`` that output channel ``o`` belongs to. 1-D and 3-D are the
+same with one or three spatial indices.
+
+Layout is channels last, as in ``lax`` and Flax: inputs ``(N, *spatial, C_in)``,
+kernels ``(*spatial, C_in / groups, C_out)``, outputs ``(N, *spatial', C_out)``.
+
+* ``conv``: ``lax.conv_general_dilated``, what layers and models use.
+* ``conv_reference``: loops over output positions and kernel taps, the
+  definition above written out. Slow; the ground truth of the test suite.
+* ``conv_matmul``: im2col, every patch extracted then one grouped matrix
+  product. A third, independent formulation, and on some shapes the fastest.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from cnnjax.ops import arithmetic
+from cnnjax.ops.arithmetic import PaddingLike
+
+Array = jax.Array
+IntSeq = int | Sequence[int] | None
+
+_LAYOUT = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+def check_floating(name: str, x: Any) -> None:
+  """Raises a ``TypeError`` unless ``x`` has a floating-point dtype."""
+  dtype = jnp.result_type(x)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise TypeError(
+        f"{name} must have a floating-point dtype (float32, bfloat16, float16, "
+        f"float64), got {dtype}; cast it first, e.g. {name}.astype(jnp.float32)")
+
+
+def check_input(x: Any, rank: int, what: str = "input") -> None:
+  """Checks that ``x`` is ``(N, *spatial, C)`` with ``rank`` spatial axes and floating."""
+  if not hasattr(x, "shape"):
+    raise TypeError(f"{what} must be an array, got {type(x).__name__}")
+  if x.ndim != rank + 2:
+    layout = {1: "(N, W, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}.get(rank, f"(N, *{rank} spatial, C)")
+    raise ValueError(
+        f"{what} must have rank {rank + 2}, {layout} channels last, for a "
+        f"{rank}-D operation; got shape {tuple(x.shape)} (rank {x.ndim})")
+  check_floating(what, x)
+
+
+def check_conv_args(
+    x: Any, w: Any, b: Any, feature_group_count: int
+) -> int:
+  """Validates a convolution's operands; returns the number of spatial axes.
+
+  Raises ``ValueError``/``TypeError`` naming the expected and received shapes
+  or dtypes, so that no malformed call reaches XLA.
+  """
+  for name, a in (("x", x), ("w", w)):
+    if not hasattr(a, "shape"):
+      raise TypeError(f"{name} must be an array, got {type(a).__name__}")
+  rank = w.ndim - 2
+  if rank not in _LAYOUT:
+    raise ValueError(
+        f"kernel w must be (*spatial, C_in / groups, C_out) with 1, 2 or 3 "
+        f"spatial axes (rank 3, 4 or 5), got shape {tuple(w.shape)}")
+  check_input(x, rank, "x")
+  check_floating("w", w)
+  if not isinstance(feature_group_count, int) or feature_group_count < 1:
+    raise ValueError(f"feature_group_count must be a positive int, got {feature_group_count!r}")
+  groups = feature_group_count
+  c_in, c_group, c_out = x.shape[-1], w.shape[-2], w.shape[-1]
+  if c_in % groups:
+    raise ValueError(
+        f"input channels ({c_in}, x.shape={tuple(x.shape)}) must be divisible by "
+        f"feature_group_count={groups}")
+  if c_out % groups:
+    raise ValueError(
+        f"output channels ({c_out}, w.shape={tuple(w.shape)}) must be divisible "
+        f"by feature_group_count={groups}")
+  if c_group * groups != c_in:
+    hint = ""
+    if x.shape[1] == c_group * groups:
+      hint = (f" The input looks channels-first (NCHW, C={x.shape[1]} on axis 1); "
+              f"cnnjax expects channels last, transpose with jnp.moveaxis(x, 1, -1).")
+    raise ValueError(
+        f"expected NHWC input (channels last) with {c_group * groups} channels "
+        f"(kernel {tuple(w.shape)} has C_in/groups={c_group} and "
+        f"feature_group_count={groups}), got x.shape={tuple(x.shape)} with "
+        f"{c_in} channels on the last axis.{hint}")
+  if b is not None:
+    if not hasattr(b, "shape") or tuple(b.shape) != (c_out,):
+      raise ValueError(
+          f"bias must have shape ({c_out},) to match the kernel's C_out, got "
+          f"{tuple(getattr(b, 'shape', ())) or type(b).__name__}")
+    check_floating("b", b)
+  return rank
+
+
+def _normalize(x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
+  """Shared argument handling: validated tuples, explicit pads and fill mode."""
+  rank = check_conv_args(x, w, b, feature_group_count)
+  strides = arithmetic._tuple(strides, rank, "strides")
+  lhs_dilation = arithmetic._tuple(lhs_dilation, rank, "lhs_dilation")
+  rhs_dilation = arithmetic._tuple(rhs_dilation, rank, "rhs_dilation")
+  spatial, kernel = tuple(x.shape[1:-1]), tuple(w.shape[:-2])
+  mode, pads = arithmetic.resolve_padding(
+      padding, spatial, kernel, strides, rhs_dilation, lhs_dilation)
+  out = tuple(arithmetic.conv_output_size(n, k, s, p, d, di) for n, k, s, p, d, di in zip(
+      spatial, kernel, strides, pads, rhs_dilation, lhs_dilation))
+  if min(out) < 1:
+    effective = tuple(arithmetic.dilated_size(k, d) for k, d in zip(kernel, rhs_dilation))
+    padded = tuple(arithmetic.dilated_size(n, di) + lo + hi
+                   for n, di, (lo, hi) in zip(spatial, lhs_dilation, pads))
+    raise ValueError(
+        f"kernel larger than the padded input: effective kernel {effective} "
+        f"(kernel {kernel}, dilation {rhs_dilation}) does not fit the padded "
+        f"input {padded} (input {spatial}, padding {padding!r}); expected each "
+        f"effective kernel size <= padded input size")
+  return rank, strides, lhs_dilation, rhs_dilation, mode, pads
+
+
+def pad_spatial(x: Array, pads: Sequence[tuple[int, int]], mode: str, value: float = 0.0) -> Array:
+  """Pads the spatial axes of ``(N, *spatial, C)`` with ``'constant'``, ``'wrap'`` or ``'reflect'``."""
+  widths = ((0, 0), *pads, (0, 0))
+  if all(lo == hi == 0 for lo, hi in pads):
+    return x
+  if mode == "constant":
+    return jnp.pad(x, widths, mode="constant", constant_values=value)
+  return jnp.pad(x, widths, mode=mode)
+
+
+def dilate_spatial(x: Array, dilation: Sequence[int]) -> Array:
+  """Inserts ``d - 1`` zeros between neighbouring elements of each spatial axis."""
+  if all(d == 1 for d in dilation):
+    return x
+  shape = (x.shape[0], *(arithmetic.dilated_size(n, d) for n, d in zip(x.shape[1:-1], dilation)), x.shape[-1])
+  index = (slice(None), *(slice(None, None, d) for d in dilation), slice(None))
+  return jnp.zeros(shape, x.dtype).at[index].set(x)
+
+
+def conv(
+    x: Array,
+    w: Array,
+    b: Array | None = None,
+    *,
+    strides: IntSeq = None,
+    padding: PaddingLike = "VALID",
+    lhs_dilation: IntSeq = None,
+    rhs_dilation: IntSeq = None,
+    feature_group_count: int = 1,
+    precision: lax.PrecisionLike = None,
+    preferred_element_type: Any = None,
+) -> Array:
+  """N-D convolution, channels last, on ``lax.conv_general_dilated``.
+
+  Args:
+    x: input ``(N, *spatial, C_in)`` with 1, 2 or 3 spatial axes, floating.
+    w: kernel ``(*spatial_k, C_in / feature_group_count, C_out)`` (HWIO).
+    b: optional bias ``(C_out,)``.
+    strides: int or one per spatial axis; default 1.
+    padding: ``'VALID'`` (default), ``'SAME'`` (output ``ceil(n / stride)``,
+      TensorFlow's split: the odd element on the high side), ``'CIRCULAR'``
+      (the ``'SAME'`` amounts, wrapped: exactly shift-equivariant at stride 1),
+      ``'REFLECT'``, ``'CAUSAL'`` (1-D, left pad only), an int, or explicit
+      ``((lo, hi), ...)`` pairs.
+    lhs_dilation: input dilation (a fractionally strided, i.e. transposed,
+      convolution); ``'SAME'``-like pads are computed on the dilated input.
+    rhs_dilation: kernel dilation (atrous convolution).
+    feature_group_count: grouped convolution; ``C_in`` and ``C_out`` must be
+      divisible by it. ``C_in`` groups of one channel is a depthwise conv.
+    precision, preferred_element_type: passed to lax.
+
+  Returns:
+    ``(N, *spatial_out, C_out)`` with ``spatial_out`` as
+    ``ops.conv_output_shape`` gives.
+
+  Raises:
+    ValueError / TypeError: for wrong ranks, channel mismatches (including a
+    channels-first input), bad groups, a kernel larger than the padded input,
+    or integer arrays, naming the expected and received shapes or dtypes.
+  """
+  rank, strides, lhs_dilation, rhs_dilation, mode, pads = _normalize(
+      x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
+  if mode != "constant":
+    # Wrapped/reflected values are real data, so they are materialised; lax
+    # itself only pads with zeros.
+    x = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
+    pads = ((0, 0),) * rank
+    lhs_dilation = (1,) * rank
+  y = lax.conv_general_dilated(
+      x, w, window_strides=strides, padding=pads, lhs_dilation=lhs_dilation,
+      rhs_dilation=rhs_dilation, dimension_numbers=_LAYOUT[rank],
+      feature_group_count=feature_group_count, precision=precision,
+      preferred_element_type=preferred_element_type)
+  if b is not None:
+    y = y + b.astype(y.dtype)
+  return y
+
+
+def conv_reference(
+    x: Array,
+    w: Array,
+    b: Array | None = None,
+    *,
+    strides: IntSeq = None,
+    padding: PaddingLike = "VALID",
+    lhs_dilation: IntSeq = None,
+    rhs_dilation: IntSeq = None,
+    feature_group_count: int = 1,
+) -> Array:
+  """The definition of convolution, as explicit loops. Same contract as ``conv``.
+
+  For every output position ``i`` (a tuple of spatial indices) and every kernel
+  tap ``s``, the input value at ``i * stride + s * dilation`` is multiplied by
+  the kernel's ``(C_in / groups, C_out)`` matrix at ``s`` within each group,
+  and the products are summed. Only indexing, ``+`` and ``*`` are used: no lax
+  convolution, FFT or patch extraction. Meant for small test cases: it issues
+  one small product per (position, tap).
+  """
+  rank, strides, lhs_dilation, rhs_dilation, mode, pads = _normalize(
+      x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
+  image = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
+  groups = feature_group_count
+  n, c_in, c_out = x.shape[0], x.shape[-1], w.shape[-1]
+  c_in_g, c_out_g = c_in // groups, c_out // groups
+  kernel = w.shape[:-2]
+  out_shape = tuple(
+      (image.shape[1 + a] - arithmetic.dilated_size(kernel[a], rhs_dilation[a])) // strides[a] + 1
+      for a in range(rank))
+  dtype = jnp.result_type(x, w)
+
+  out = jnp.zeros((n, *out_shape, c_out), dtype)
+  for i in itertools.product(*(range(o) for o in out_shape)):
+    acc = jnp.zeros((n, c_out), dtype)
+    for s in itertools.product(*(range(k) for k in kernel)):
+      pos = tuple(i[a] * strides[a] + s[a] * rhs_dilation[a] for a in range(rank))
+      pixel = image[(slice(None), *pos, slice(None))]  # (N, C_in)
+      for g in range(groups):
+        channels = pixel[:, g * c_in_g:(g + 1) * c_in_g]  # (N, C_in / groups)
+        weights = w[(*s, slice(None), slice(g * c_out_g, (g + 1) * c_out_g))]  # (C_in/g, C_out/g)
+        acc = acc.at[:, g * c_out_g:(g + 1) * c_out_g].add(channels @ weights)
+    out = out.at[(slice(None), *i, slice(None))].set(acc)
+  if b is not None:
+    out = out + b.astype(dtype)
+  return out
+
+
+def extract_patches(
+    image: Array, kernel: Sequence[int], strides: Sequence[int], dilation: Sequence[int]
+) -> Array:
+  """im2col: every kernel-sized patch of an already padded ``(N, *spatial, C)``.
+
+  Returns:
+    ``(N, *spatial_out, prod(kernel), C)``: for each output position, the
+    input values under each kernel tap, taps in row-major order. Built from one
+    strided slice per tap.
+  """
+  rank = len(kernel)
+  out_shape = tuple(
+      (image.shape[1 + a] - arithmetic.dilated_size(kernel[a], dilation[a])) // strides[a] + 1
+      for a in range(rank))
+  taps = []
+  for s in itertools.product(*(range(k) for k in kernel)):
+    start = (0, *(s[a] * dilation[a] for a in range(rank)), 0)
+    limit = (image.shape[0],
+             *(s[a] * dilation[a] + (out_shape[a] - 1) * strides[a] + 1 for a in range(rank)),
+             image.shape[-1])
+    taps.append(lax.slice(image, start, limit, (1, *strides, 1)))
+  return jnp.stack(taps, axis=-2)
+
+
+def conv_matmul(
+    x: Array,
+    w: Array,
+    b: Array | None = None,
+    *,
+    strides: IntSeq = None,
+    padding: PaddingLike = "VALID",
+    lhs_dilation: IntSeq = None,
+    rhs_dilation: IntSeq = None,
+    feature_group_count: int = 1,
+    precision: lax.PrecisionLike = None,
+) -> Array:
+  """Convolution as one grouped matrix product over extracted patches (im2col).
+
+  Same contract as ``conv``. The patches ``(N, *out, K, C_in)`` are regrouped
+  to ``(N * prod(out), G, K * C_in / G)`` and multiplied by the kernel as
+  ``(G, K * C_in / G, C_out / G)``.
+  """
+  rank, strides, lhs_dilation, rhs_dilation, mode, pads = _normalize(
+      x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
+  image = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
+  kernel = tuple(w.shape[:-2])
+  patches = extract_patches(image, kernel, strides, rhs_dilation)
+  n, out_shape, taps = patches.shape[0], patches.shape[1:-2], patches.shape[-2]
+  groups, c_out = feature_group_count, w.shape[-1]
+  c_in_g = x.shape[-1] // groups
+  cols = patches.reshape(-1, taps, groups, c_in_g).transpose(0, 2, 1, 3)
+  cols = cols.reshape(-1, groups, taps * c_in_g)
+  mat = w.reshape(taps, c_in_g, groups, c_out // groups).transpose(2, 0, 1, 3)
+  mat = mat.reshape(groups, taps * c_in_g, c_out // groups)
+  y = jnp.einsum("pgk,gko->pgo", cols, mat, precision=precision)
+  y = y.reshape(n, *out_shape, c_out)
+  if b is not None:
+    y = y + b.astype(y.dtype)
+  return y
