@@ -4,6 +4,12 @@ No parameters and no state: every function maps arrays to arrays, channels
 last ``(N, *spatial, C)``, kernels ``(*spatial, C_in / groups, C_out)``.
 """
 
+from cnnjax.ops.antialias import (
+    binomial_filter,
+    blur_pool,
+    polyphase_components,
+    polyphase_downsample,
+)
 from cnnjax.ops.arithmetic import (
     PADDING_MODES,
     ReceptiveField,
@@ -24,6 +30,8 @@ __all__ = [
     "PADDING_MODES",
     "ReceptiveField",
     "avg_pool",
+    "binomial_filter",
+    "blur_pool",
     "conv",
     "conv_macs",
     "conv_matmul",
@@ -37,6 +45,8 @@ __all__ = [
     "global_avg_pool",
     "global_max_pool",
     "max_pool",
+    "polyphase_components",
+    "polyphase_downsample",
     "receptive_field",
     "resolve_padding",
     "same_padding",

@@ -189,7 +189,8 @@ def conv_transpose_output_shape(
 ) -> tuple[int, ...]:
   """Spatial output shape of a transposed convolution (``flax.linen.ConvTranspose``).
 
-  ``'VALID'``: ``(n - 1) * stride + k'``; ``'SAME'``: ``n * stride``, where
+  ``'VALID'``: ``max((n - 1) * stride + k', n * stride)`` (lax pads a kernel
+  smaller than the stride up to the stride); ``'SAME'``: ``n * stride``, where
   ``k'`` is the dilated kernel size. A (28, 28) input with kernel 3 and stride 2
   gives (57, 57); kernel 3 with dilation 2 gives (32, 32).
   """
@@ -200,7 +201,7 @@ def conv_transpose_output_shape(
   if mode not in ("VALID", "SAME", "CIRCULAR"):
     raise ValueError(f"padding must be 'VALID', 'SAME' or 'CIRCULAR', got {padding!r}")
   if mode == "VALID":
-    return tuple((n - 1) * s + dilated_size(k, d)
+    return tuple(max((n - 1) * s + dilated_size(k, d), n * s)
                  for n, k, s, d in zip(input_shape, kernel_shape, strides, kernel_dilation))
   return tuple(n * s for n, s in zip(input_shape, strides))
 

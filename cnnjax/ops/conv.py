@@ -211,6 +211,26 @@ def conv(
   return y
 
 
+def _pixel(image: Array, pos: tuple[int, ...]) -> Array:
+  """``image[:, *pos, :]``, the ``(N, C)`` values at one spatial position.
+
+  Read with ``dynamic_slice`` so the position is an operand rather than a
+  static parameter: every position then shares one compiled op (and one for
+  its transpose), where static indexing compiles a new one per position.
+  """
+  rank = len(pos)
+  start = (0, *pos, 0)
+  size = (image.shape[0], *(1,) * rank, image.shape[-1])
+  return lax.dynamic_slice(image, start, size).reshape(image.shape[0], image.shape[-1])
+
+
+def _tap(weights: Array, tap: tuple[int, ...]) -> Array:
+  """``weights[*tap]``, read like ``_pixel`` so every tap shares one compiled op."""
+  rank = len(tap)
+  size = (*(1,) * rank, *weights.shape[rank:])
+  return lax.dynamic_slice(weights, (*tap, *(0,) * (weights.ndim - rank)), size).reshape(weights.shape[rank:])
+
+
 def conv_reference(
     x: Array,
     w: Array,
@@ -243,17 +263,17 @@ def conv_reference(
       for a in range(rank))
   dtype = jnp.result_type(x, w)
 
-  out = jnp.zeros((n, *out_shape, c_out), dtype)
+  # (C_in/g, g, C_out/g) per tap: the kernel of group g is w[..., :, g-th block].
+  weights = w.reshape(*kernel, c_in_g, groups, c_out_g)
+  rows = []
   for i in itertools.product(*(range(o) for o in out_shape)):
-    acc = jnp.zeros((n, c_out), dtype)
+    acc = jnp.zeros((n, groups, c_out_g), dtype)
     for s in itertools.product(*(range(k) for k in kernel)):
       pos = tuple(i[a] * strides[a] + s[a] * rhs_dilation[a] for a in range(rank))
-      pixel = image[(slice(None), *pos, slice(None))]  # (N, C_in)
-      for g in range(groups):
-        channels = pixel[:, g * c_in_g:(g + 1) * c_in_g]  # (N, C_in / groups)
-        weights = w[(*s, slice(None), slice(g * c_out_g, (g + 1) * c_out_g))]  # (C_in/g, C_out/g)
-        acc = acc.at[:, g * c_out_g:(g + 1) * c_out_g].add(channels @ weights)
-    out = out.at[(slice(None), *i, slice(None))].set(acc)
+      pixel = _pixel(image, pos).reshape(n, groups, c_in_g)
+      acc = acc + jnp.einsum("ngc,cgo->ngo", pixel, _tap(weights, s))
+    rows.append(acc.reshape(n, c_out))
+  out = jnp.stack(rows, axis=1).reshape(n, *out_shape, c_out)
   if b is not None:
     out = out + b.astype(dtype)
   return out

@@ -1,0 +1,149 @@
+"""Residual blocks of ResNet v1.5: ``BasicBlock`` and ``Bottleneck``.
+
+He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016), with
+the stride on the 3x3 convolution of the bottleneck (v1.5, as torchvision and
+the Flax ImageNet example). Both take their parts as factories (see
+``cnnjax.blocks.common``) and are called as ``block(x, train)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from cnnjax.blocks.common import (
+    Activation,
+    ModuleDef,
+    apply_norm,
+    check_image,
+    conv_padding,
+    make_norm,
+    pair,
+)
+from cnnjax.ops.arithmetic import PaddingLike
+
+Array = jax.Array
+
+
+def _shortcut(block: nn.Module, x: Array, features: int, strides: tuple[int, ...],
+              train: bool) -> Array:
+  """Identity, or (downsample →) 1x1 conv → norm when the shape changes.
+
+  Submodules ``shortcut_downsample``, ``shortcut_conv``, ``shortcut_norm``.
+  """
+  if x.shape[-1] == features and all(s == 1 for s in strides):
+    return x
+  if block.downsample is not None and any(s > 1 for s in strides):
+    x = block.downsample(strides=strides, name="shortcut_downsample")(x)
+    strides = (1, 1)
+  x = block.conv(features, (1, 1), strides=strides, padding=((0, 0), (0, 0)),
+                 name="shortcut_conv")(x)
+  return apply_norm(make_norm(block.norm, "shortcut_norm"), x, train)
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convolutions with a residual connection (ResNet-18/34).
+
+  ``(N, H, W, C) -> (N, H / s, W / s, features)``::
+
+    y = act(norm2(conv2(act(norm1(conv1_s(x))))) + shortcut(x))
+
+  where ``shortcut`` is the identity, or a strided 1x1 convolution and a norm
+  when the channels or the resolution change. With a ``downsample`` factory,
+  ``conv1`` runs at stride 1 and ``downsample`` follows its nonlinearity
+  (and precedes the shortcut's 1x1 convolution).
+
+  Submodules: ``conv1``, ``norm1``, ``downsample``, ``conv2``, ``norm2``,
+  ``shortcut_conv``, ``shortcut_norm``, ``shortcut_downsample`` (those that
+  apply).
+
+  Attributes:
+    features: output channels.
+    conv: convolution factory, e.g. ``partial(layers.Conv, use_bias=False)``.
+    norm: norm factory (``partial(layers.BatchNorm, momentum=0.9)``) or None.
+    act: nonlinearity.
+    strides: stride of the block (1 or 2), int or pair.
+    downsample: antialiased downsampling factory, or None for strided convs.
+    padding: ``None`` for PyTorch's symmetric ``k // 2`` padding, or a
+      padding for every 3x3 convolution (e.g. ``'CIRCULAR'``).
+    zero_init_last_norm: initialise ``norm2``'s scale to zero, so that the
+      block starts as the identity (Goyal et al., 2017).
+  """
+
+  features: int
+  conv: ModuleDef
+  norm: ModuleDef | None
+  act: Activation = nn.relu
+  strides: int | Sequence[int] = 1
+  downsample: ModuleDef | None = None
+  padding: PaddingLike | None = None
+  zero_init_last_norm: bool = False
+
+  expansion = 1
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = True) -> Array:
+    """Applies the block to ``(N, H, W, C)``."""
+    check_image(x, type(self).__name__)
+    strides = pair(self.strides)
+    antialias = self.downsample is not None and any(s > 1 for s in strides)
+    k = (3, 3)
+    y = self.conv(self.features, k, strides=(1, 1) if antialias else strides,
+                  padding=conv_padding(self.padding, k), name="conv1")(x)
+    y = self.act(apply_norm(make_norm(self.norm, "norm1"), y, train))
+    if antialias:
+      y = self.downsample(strides=strides, name="downsample")(y)
+    y = self.conv(self.features, k, padding=conv_padding(self.padding, k), name="conv2")(y)
+    y = apply_norm(make_norm(self.norm, "norm2", self.zero_init_last_norm), y, train)
+    return self.act(y + _shortcut(self, x, self.features, strides, train))
+
+
+class Bottleneck(nn.Module):
+  """1x1 reduce, 3x3, 1x1 expand, with a residual connection (ResNet-50/101/152).
+
+  ``(N, H, W, C) -> (N, H / s, W / s, features * expansion)``. ResNet v1.5:
+  the stride is on the 3x3 convolution. With a ``downsample`` factory the 3x3
+  runs at stride 1 and ``downsample`` follows its nonlinearity, before
+  ``conv3``.
+
+  Submodules: ``conv1``, ``norm1``, ``conv2``, ``norm2``, ``downsample``,
+  ``conv3``, ``norm3`` and the ``shortcut_*`` ones of ``BasicBlock``.
+
+  Attributes:
+    features: channels of the 3x3 convolution; the output has
+      ``features * expansion``.
+    conv, norm, act, strides, downsample, padding: as ``BasicBlock``.
+    expansion: output channels per ``features`` (4 in ResNet-50).
+    zero_init_last_norm: initialise ``norm3``'s scale to zero.
+  """
+
+  features: int
+  conv: ModuleDef
+  norm: ModuleDef | None
+  act: Activation = nn.relu
+  strides: int | Sequence[int] = 1
+  downsample: ModuleDef | None = None
+  padding: PaddingLike | None = None
+  zero_init_last_norm: bool = False
+  expansion: int = 4
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = True) -> Array:
+    """Applies the block to ``(N, H, W, C)``."""
+    check_image(x, type(self).__name__)
+    strides = pair(self.strides)
+    antialias = self.downsample is not None and any(s > 1 for s in strides)
+    out = self.features * self.expansion
+    none = ((0, 0), (0, 0))
+    y = self.conv(self.features, (1, 1), padding=none, name="conv1")(x)
+    y = self.act(apply_norm(make_norm(self.norm, "norm1"), y, train))
+    y = self.conv(self.features, (3, 3), strides=(1, 1) if antialias else strides,
+                  padding=conv_padding(self.padding, (3, 3)), name="conv2")(y)
+    y = self.act(apply_norm(make_norm(self.norm, "norm2"), y, train))
+    if antialias:
+      y = self.downsample(strides=strides, name="downsample")(y)
+    y = self.conv(out, (1, 1), padding=none, name="conv3")(y)
+    y = apply_norm(make_norm(self.norm, "norm3", self.zero_init_last_norm), y, train)
+    return self.act(y + _shortcut(self, x, out, strides, train))

@@ -1,0 +1,305 @@
+"""Data sets by name: the embedded ``digits``, any TFDS builder, image folders.
+
+A name is one of
+
+* ``'digits'`` (or another embedded builder in ``EMBEDDED``): prepared on
+  first use, offline;
+* ``'folder:/path/to/root'``: an image folder split 0.8/0.1/0.1 with seed 0,
+  or a name given to ``image_folder(root, name=..., fractions=..., seed=...)``;
+* any other TFDS builder name (``'mnist'``, ``'cifar10'``, ``'imagenet2012'``,
+  ``'cifar10:3.0.2'``), read with ``tfds.data_source`` from its ArrayRecord
+  files; it must have been prepared (``python -m cnnjax.data.prepare NAME``).
+
+Every split is opened as a random-access source of ``{'image': (H, W, C)
+uint8, 'label': int}`` examples with ``__len__`` and ``__getitems__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from cnnjax.data import digits as digits_lib
+from cnnjax.data import folder as folder_lib
+
+FOLDER_PREFIX = "folder:"
+EMBEDDED: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {"digits": digits_lib.Digits}
+STATS_MAX_EXAMPLES = 10_000
+
+_FOLDERS: dict[str, folder_lib.ImageFolder] = {}
+_STATS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_LOCK = threading.Lock()
+
+
+class DatasetNotPreparedError(ValueError):
+  """A TFDS data set has no prepared ArrayRecord files; the message has the command that prepares it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the training loop needs to know about a data set.
+
+  Attributes:
+    name: the name it was opened with.
+    image_shape: ``(H, W, C)`` of every image.
+    num_classes: number of labels; labels are ``0 .. num_classes - 1``.
+    splits: split name -> number of examples.
+  """
+
+  name: str
+  image_shape: tuple[int, int, int]
+  num_classes: int
+  splits: dict[str, int]
+
+
+def image_folder(
+    root: str,
+    *,
+    name: str | None = None,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> DatasetInfo:
+  """Scans an image folder and registers it under ``name`` for ``make_loader``.
+
+  Args:
+    root: folder with one sub-folder per class (see ``cnnjax.data.folder``).
+    name: the name to register; default ``'folder:' + root``.
+    fractions: ``(train, validation, test)`` fractions of each class.
+    seed: seed of the stratified split.
+
+  Returns:
+    The folder's ``DatasetInfo`` (splits ``train``, ``validation``, ``test``).
+  """
+  scanned = folder_lib.scan_image_folder(root, fractions=fractions, seed=seed)
+  name = name or FOLDER_PREFIX + root
+  if name in EMBEDDED:
+    raise ValueError(f"name {name!r} is taken by an embedded data set; choose another")
+  with _LOCK:
+    _FOLDERS[name] = scanned
+    for key in [k for k in _STATS if k[0] == name]:
+      del _STATS[key]
+  return _folder_info(name, scanned)
+
+
+def registered_names() -> list[str]:
+  """Embedded data sets and registered image folders (any TFDS name also works)."""
+  return sorted(EMBEDDED) + sorted(_FOLDERS)
+
+
+def _folder(name: str) -> folder_lib.ImageFolder | None:
+  with _LOCK:
+    if name in _FOLDERS:
+      return _FOLDERS[name]
+  if name.startswith(FOLDER_PREFIX):
+    scanned = folder_lib.scan_image_folder(name[len(FOLDER_PREFIX):])
+    with _LOCK:
+      _FOLDERS.setdefault(name, scanned)
+    return scanned
+  return None
+
+
+def _folder_info(name: str, scanned: folder_lib.ImageFolder) -> DatasetInfo:
+  return DatasetInfo(
+      name=name, image_shape=scanned.image_shape, num_classes=len(scanned.class_names),
+      splits={s: len(v) for s, v in scanned.splits.items()})
+
+
+def prepare_command(name: str, data_dir: str | None) -> str:
+  """The shell command that prepares TFDS data set ``name`` as ArrayRecord."""
+  command = f"python -m cnnjax.data.prepare {shlex.quote(name)}"
+  if data_dir:
+    command += f" --data_dir {shlex.quote(os.fspath(data_dir))}"
+  return command
+
+
+def _unknown(name: str) -> ValueError:
+  return ValueError(
+      f"unknown data set {name!r}: expected an embedded data set {sorted(EMBEDDED)}, "
+      f"a registered image folder {sorted(_FOLDERS)}, 'folder:/path/to/root', or a "
+      f"TFDS builder name (see tfds.list_builders(), e.g. 'mnist', 'cifar10')")
+
+
+def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of ``name``; embedded ones are prepared first."""
+  if name in EMBEDDED:
+    data_dir = os.path.expanduser(data_dir) if data_dir else digits_lib.default_data_dir()
+    builder = EMBEDDED[name](data_dir=data_dir, file_format="array_record")
+    if not digits_lib.is_prepared(builder):
+      digits_lib.prepare_builder(builder)
+      builder = EMBEDDED[name](data_dir=data_dir, file_format="array_record")
+    return builder
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise _unknown(name) from None
+  if not digits_lib.is_prepared(builder):
+    raise DatasetNotPreparedError(
+        f"TFDS data set {name!r} is not prepared in {os.fspath(builder.data_dir_root)} "
+        f"(no {os.fspath(builder.data_path)}/dataset_info.json). Prepare it once "
+        f"(needs `pip install 'cnnjax[prepare]'`, and the internet or a manual_dir "
+        f"of downloaded files) with:\n  {prepare_command(name, data_dir)}")
+  if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    raise DatasetNotPreparedError(
+        f"TFDS data set {name!r} in {os.fspath(builder.data_path)} is stored as "
+        f"{builder.info.file_format.value}; expected array_record (readable without "
+        f"TensorFlow). Convert or re-prepare it with:\n  "
+        f"{prepare_command(name, data_dir)}")
+  return builder
+
+
+def _keys(builder: tfds.core.DatasetBuilder) -> tuple[str, str]:
+  keys = builder.info.supervised_keys
+  if isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys):
+    return keys
+  return "image", "label"
+
+
+def _tfds_info(name: str, builder: tfds.core.DatasetBuilder) -> DatasetInfo:
+  image_key, label_key = _keys(builder)
+  features = builder.info.features
+  if image_key not in features or label_key not in features:
+    raise ValueError(
+        f"TFDS data set {name!r} has features {list(features.keys())}; expected an "
+        f"image and a class label (supervised_keys {image_key!r}, {label_key!r})")
+  shape = tuple(features[image_key].shape)
+  if len(shape) != 3 or any(d is None for d in shape):
+    raise ValueError(
+        f"TFDS data set {name!r} has images of shape {shape}; expected a fixed (H, W, C) "
+        f"shape (variable-size data sets need resizing, not supported by make_loader)")
+  num_classes = getattr(features[label_key], "num_classes", None)
+  if not num_classes:
+    raise ValueError(f"TFDS data set {name!r}: feature {label_key!r} is not a ClassLabel")
+  splits = {s: int(v.num_examples) for s, v in builder.info.splits.items()}
+  return DatasetInfo(name=name, image_shape=shape, num_classes=int(num_classes), splits=splits)
+
+
+def ensure_prepared(name: str, *, data_dir: str | None = None) -> None:
+  """Makes ``name`` readable, or explains how.
+
+  Embedded data sets (``digits``) are prepared if needed (offline, under a
+  file lock, atomically). Image folders are scanned and checked. TFDS data sets
+  must already be prepared.
+
+  Raises:
+    DatasetNotPreparedError: a TFDS data set is not prepared as ArrayRecord;
+      the message contains the command that prepares it.
+    ValueError: unknown name, or a malformed image folder.
+  """
+  dataset_info(name, data_dir=data_dir)
+
+
+def dataset_info(name: str, *, data_dir: str | None = None) -> DatasetInfo:
+  """Image shape, number of classes and split sizes of ``name`` (preparing embedded ones)."""
+  if not isinstance(name, str) or not name:
+    raise TypeError(f"data set name must be a non-empty str, got {name!r}")
+  scanned = _folder(name)
+  if scanned is not None:
+    return _folder_info(name, scanned)
+  return _tfds_info(name, _builder(name, data_dir))
+
+
+def open_split(name: str, split: str, *, data_dir: str | None = None) -> tuple[Any, DatasetInfo]:
+  """Opens one split as a random-access source of ``{'image', 'label'}`` examples.
+
+  Returns:
+    ``(source, info)``: ``source`` has ``__len__``, ``__getitem__`` and
+    ``__getitems__`` returning dicts with ``image`` ``(H, W, C) uint8`` and
+    ``label``; ``info`` the data set's ``DatasetInfo``.
+  """
+  scanned = _folder(name)
+  if scanned is not None:
+    info = _folder_info(name, scanned)
+    _check_split(info, split)
+    return scanned.splits[split], info
+  builder = _builder(name, data_dir)
+  info = _tfds_info(name, builder)
+  _check_split(info, split)
+  source = tfds.data_source(
+      name, split=split, data_dir=os.fspath(builder.data_dir_root), download=False)
+  image_key, label_key = _keys(builder)
+  if (image_key, label_key) != ("image", "label"):
+    source = _Renamed(source, image_key, label_key)
+  return source, info
+
+
+def _check_split(info: DatasetInfo, split: str) -> None:
+  if info.splits and split not in info.splits:
+    raise ValueError(
+        f"data set {info.name!r} has no split {split!r}; expected one of {sorted(info.splits)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Renamed:
+  """A source whose image and label features have other names."""
+
+  source: Any
+  image_key: str
+  label_key: str
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def _rename(self, example: dict) -> dict:
+    return {"image": example[self.image_key], "label": example[self.label_key]}
+
+  def __getitem__(self, index: int) -> dict:
+    return self._rename(self.source[index])
+
+  def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+    return [self._rename(e) for e in self.source.__getitems__(indices)]
+
+
+def read_arrays(source: Any, indices: Sequence[int], chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+  """Decodes ``source`` at ``indices`` with batched reads.
+
+  Returns:
+    ``(images (N, H, W, C) uint8, labels (N,) int32)``.
+  """
+  indices = [int(i) for i in indices]
+  images, labels = [], []
+  for start in range(0, len(indices), chunk):
+    examples = source.__getitems__(indices[start:start + chunk])
+    images.extend(np.asarray(e["image"]) for e in examples)
+    labels.extend(int(e["label"]) for e in examples)
+  if not images:
+    return np.zeros((0,), np.uint8), np.zeros((0,), np.int32)
+  return np.stack(images).astype(np.uint8, copy=False), np.asarray(labels, np.int32)
+
+
+def channel_stats(name: str, *, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Per-channel mean and std of the ``train`` split, pixels scaled to ``[0, 1]``.
+
+  Computed on at most ``STATS_MAX_EXAMPLES`` evenly spaced examples of the
+  split named ``train`` (else the first split), in float64, once per process.
+
+  Returns:
+    ``(mean, std)``, each ``(C,) float32``; a zero std is replaced by 1.
+  """
+  key = (name, os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None)
+  with _LOCK:
+    if key in _STATS:
+      return _STATS[key]
+  info = dataset_info(name, data_dir=data_dir)
+  split = "train" if "train" in info.splits else sorted(info.splits)[0]
+  source, _ = open_split(name, split, data_dir=data_dir)
+  n = len(source)
+  if n <= STATS_MAX_EXAMPLES:
+    indices = np.arange(n)
+  else:
+    indices = np.unique(np.linspace(0, n - 1, STATS_MAX_EXAMPLES).round().astype(np.int64))
+  images, _ = read_arrays(source, indices)
+  pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+  mean = pixels.mean(axis=0)
+  std = pixels.std(axis=0)
+  std = np.where(std > 1e-12, std, 1.0)
+  stats = (mean.astype(np.float32), std.astype(np.float32))
+  with _LOCK:
+    _STATS[key] = stats
+  return stats

@@ -1,0 +1,110 @@
+"""GoogLeNet (Inception v1) built from ``InceptionBlock``.
+
+Szegedy et al., "Going Deeper with Convolutions" (CVPR 2015), table 1, with
+batch norm after every convolution (as torchvision's ``GoogLeNet``, without
+its auxiliary classifiers and with true 5x5 convolutions where torchvision
+has 3x3). ``small_input=True`` replaces the ImageNet stem by one 3x3
+convolution for 32x32 images.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnnjax import layers
+from cnnjax.blocks.common import ConvNormAct, downsample_def
+from cnnjax.blocks.inception import InceptionBlock, inception_config
+from cnnjax.models.base import batch_norm_def, check_image_input, classifier_head, conv_def, max_pool
+from cnnjax.models.registry import register
+
+Array = jax.Array
+Dtype = Any
+
+#: GoogLeNet's table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
+#: ``None`` marks a 3x3 stride-2 max-pool.
+GOOGLENET_CONFIG = (
+    ("3a", (64, 96, 128, 16, 32, 32)),
+    ("3b", (128, 128, 192, 32, 96, 64)),
+    ("pool3", None),
+    ("4a", (192, 96, 208, 16, 48, 64)),
+    ("4b", (160, 112, 224, 24, 64, 64)),
+    ("4c", (128, 128, 256, 24, 64, 64)),
+    ("4d", (112, 144, 288, 32, 64, 64)),
+    ("4e", (256, 160, 320, 32, 128, 128)),
+    ("pool4", None),
+    ("5a", (256, 160, 320, 32, 128, 128)),
+    ("5b", (384, 192, 384, 48, 128, 128)),
+)
+
+
+class GoogLeNet(nn.Module):
+  """GoogLeNet: stem, nine inception blocks with two max-pools between, global pool, dense head.
+
+  ``(N, H, W, C) -> (N, num_classes)``. The ImageNet stem (7x7/2 conv,
+  3x3/2 max-pool, 1x1 conv, 3x3 conv, 3x3/2 max-pool) has total stride 8
+  before the blocks; the small-input stem a single 3x3x192 convolution.
+
+  Submodules: ``stem_conv1``, ``stem_pool1``, ``stem_conv2``,
+  ``stem_conv3``, ``stem_pool2`` (or ``stem`` alone for small inputs),
+  ``inception3a`` ... ``inception5b``, ``pool3``, ``pool4``, ``global_pool``,
+  ``dropout``, ``head``; ``pre_logits`` is the 1024-unit pooled feature.
+
+  Attributes:
+    num_classes: output logits.
+    small_input: use the 3x3 stem for 32x32 images.
+    dropout_rate: dropout before the head (0.4 in the paper).
+    factorize_5x5: two 3x3 instead of each 5x5 (Inception-v3).
+    asymmetric: 1 x n then n x 1 instead of each n x n (Inception-v3).
+    downsample: ``'stride'``, ``'blur'`` or ``'aps'``.
+    input_channels: expected channels, or None to accept any.
+    axis_name: device axis BatchNorm averages its statistics over.
+    dtype, param_dtype: computation and parameter dtypes.
+  """
+
+  num_classes: int = 1000
+  small_input: bool = False
+  dropout_rate: float = 0.4
+  factorize_5x5: bool = False
+  asymmetric: bool = False
+  downsample: str = "stride"
+  input_channels: int | None = None
+  axis_name: str | None = None
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array, train: bool = True) -> Array:
+    """``(N, H, W, C) -> (N, num_classes)`` logits."""
+    check_image_input(x, "GoogLeNet", self.input_channels)
+    conv = conv_def(self, use_bias=False)
+    norm = batch_norm_def(self, momentum=0.9, epsilon=1e-3)
+    down = downsample_def(self.downsample)
+    unit = functools.partial(ConvNormAct, conv=conv, norm=norm, act=nn.relu)
+    if self.small_input:
+      x = unit(192, 3, name="stem")(x, train)
+    else:
+      x = unit(64, 7, strides=2, downsample=down, name="stem_conv1")(x, train)
+      x = max_pool(x, 3, 2, "SAME", down, "stem_pool1")
+      x = unit(64, 1, name="stem_conv2")(x, train)
+      x = unit(192, 3, name="stem_conv3")(x, train)
+      x = max_pool(x, 3, 2, "SAME", down, "stem_pool2")
+    for name, row in GOOGLENET_CONFIG:
+      if row is None:
+        x = max_pool(x, 3, 2, "SAME", down, name)
+      else:
+        x = InceptionBlock(**inception_config(row), conv=conv, norm=norm, act=nn.relu,
+                           factorize_5x5=self.factorize_5x5, asymmetric=self.asymmetric,
+                           name=f"inception{name}")(x, train)
+    x = layers.GlobalAvgPool(name="global_pool")(x)
+    x = nn.Dropout(self.dropout_rate, deterministic=not train, name="dropout")(x)
+    return classifier_head(self, x)
+
+
+register("googlenet", input_shape=(32, 32, 3))(GoogLeNet)
+GoogLeNetSmall = register("googlenet_small", input_shape=(16, 16, 3))(
+    functools.partial(GoogLeNet, small_input=True, num_classes=10))

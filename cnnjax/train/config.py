@@ -1,0 +1,200 @@
+"""The configuration schema of a training run, and its checks.
+
+Every experiment config (``experiments/configs/*.py``) starts from
+``base_config()``, which defines every field with a default and a one-line
+comment, sets what it changes, and locks the result, so that a misspelt
+override (``--config.optimizer.learning_rte=0.1``) is an error. The errors here
+name the nearest valid key (``difflib``) and say what to do.
+
+``validate(config)`` checks names and values before anything is compiled;
+``train_and_evaluate`` calls it first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+from cnnjax.train.optim import OPTIMIZERS, SCHEDULES
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field of a run, with its default; unlocked so experiments can set them."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seeds initialisation, dropout, augmentation and data order.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "digits_cnn"  # A name from cnnjax.models.names().
+  c.model.dtype = "float32"  # Compute dtype: float32, bfloat16 or float16 (params stay float32).
+  c.model.kwargs = ml_collections.ConfigDict()  # Extra model fields, e.g. {'padding': 'SAME'}.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "digits"  # Data set name (cnnjax.data), e.g. 'digits', 'mnist', 'cifar10'.
+  c.data.data_dir = config_dict.placeholder(str)  # TFDS data directory (None: TFDS default).
+  c.data.pipeline = "memory"  # 'memory' (arrays in RAM) or 'grain' (streaming).
+  c.data.train_split = "train"  # Split to train on.
+  c.data.eval_split = "test"  # Split evaluated after every epoch (validation metrics).
+  c.data.test_split = "test"  # Split evaluated at the end (test_loss/test_accuracy).
+  c.data.train_subset = config_dict.placeholder(int)  # Train on the first N examples only.
+  c.data.worker_count = 0  # Grain worker processes (0: in-process).
+
+  c.augment = ""  # On-device augmentation spec for cnnjax.data.augment.build ('' for none).
+  c.mixup_alpha = 0.0  # Mixup Beta parameter; 0 disables mixup.
+  c.cutmix_alpha = 0.0  # CutMix Beta parameter; 0 disables CutMix.
+  c.label_smoothing = 0.0  # Label smoothing factor in [0, 1).
+
+  c.batch_size = 128  # Global training batch size (all devices of all processes).
+  c.eval_batch_size = 256  # Global evaluation batch size.
+  c.num_epochs = 10.0  # Length of training in epochs.
+  c.num_train_steps = -1  # If > 0, stop after this many steps (overrides num_epochs).
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"  # One of: sgd, adam, adamw.
+  c.optimizer.learning_rate = 0.1  # Peak learning rate.
+  c.optimizer.momentum = 0.9  # SGD momentum (0 for plain SGD).
+  c.optimizer.nesterov = False  # SGD with Nesterov momentum.
+  c.optimizer.b1 = 0.9  # Adam beta1.
+  c.optimizer.b2 = 0.999  # Adam beta2.
+  c.optimizer.eps = 1e-8  # Adam epsilon.
+  c.optimizer.weight_decay = 0.0  # Weight decay of rank>1 kernels (L2 for sgd/adam, decoupled for adamw).
+  c.optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm; 0 disables clipping.
+
+  c.schedule = ml_collections.ConfigDict()
+  c.schedule.name = "cosine"  # One of: constant, cosine, piecewise.
+  c.schedule.warmup_epochs = 0.0  # Linear warm-up from 0, in epochs.
+  c.schedule.boundaries_epochs = (30.0, 60.0, 80.0)  # Piecewise: epochs where the rate is multiplied.
+  c.schedule.decay_factor = 0.1  # Piecewise: the multiplier at each boundary.
+
+  c.strategy = "pmap"  # 'pmap' or 'shard_map' over all devices.
+  c.skip_nonfinite = False  # Skip updates whose loss/gradient is NaN/Inf instead of stopping.
+
+  c.log_every_steps = 50  # Fetch metrics to the host, log and update the bar every N steps.
+  c.eval_every_epochs = 1  # Evaluate on data.eval_split every N epochs.
+  c.checkpoint_every_steps = 0  # Save every N steps (0: only at epoch ends and the end).
+  c.max_to_keep = 3  # Checkpoints to keep.
+  c.async_checkpointing = True  # Write checkpoints in a background thread.
+  c.progress_bar = True  # Show a tqdm bar (process 0 only).
+  c.plots = True  # Write plots/*.png at the end.
+  c.tensorboard = False  # Also write TensorBoard events (needs the tensorboardX package).
+  c.compilation_cache_dir = "~/.cache/cnnjax/jax"  # Persistent XLA cache ('' disables it).
+  return c
+
+
+def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Checks ``config``'s keys against the schema and locks it; returns it."""
+  check_keys(config)
+  config.lock()
+  return config
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, (Mapping, ml_collections.ConfigDict)) and path != "model.kwargs":
+      out.update(_flatten(value, path + "."))
+    else:
+      out[path] = value
+  return out
+
+
+def valid_keys() -> list[str]:
+  """The dotted names of every field, e.g. ``'optimizer.learning_rate'``."""
+  return sorted(_flatten(base_config()))
+
+
+def unknown_key_message(key: str, valid: Iterable[str] | None = None) -> str:
+  """``unknown config key 'x'; did you mean 'y'?`` and the valid keys nearby."""
+  valid = sorted(valid_keys() if valid is None else valid)
+  close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+  if not close:
+    # Match on the last component too: 'learning_rte' -> 'optimizer.learning_rate'.
+    leaf = key.rsplit(".", 1)[-1]
+    by_leaf = {k.rsplit(".", 1)[-1]: k for k in valid}
+    leaves = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+    close = [by_leaf[leaves[0]]] if leaves else []
+  hint = f"; did you mean {close[0]!r}?" if close else ""
+  section = key.rsplit(".", 1)[0] + "." if "." in key else ""
+  nearby = [k for k in valid if section and k.startswith(section)] or valid
+  return (f"unknown config key {key!r}{hint or '.'} Valid keys"
+          f"{' under ' + repr(section[:-1]) if section and nearby is not valid else ''}: "
+          f"{', '.join(nearby)}")
+
+
+def check_keys(config: Mapping[str, Any]) -> None:
+  """Raises ``ValueError`` naming the nearest valid key for any unknown key."""
+  valid = set(valid_keys())
+  for key in _flatten(config):
+    if key not in valid:
+      raise ValueError(unknown_key_message(key, valid))
+
+
+def check_override_flags(argv: Iterable[str], flag: str = "config") -> None:
+  """Checks ``--config.a.b=value`` arguments against the schema.
+
+  Raises ``ValueError`` (naming the nearest valid key) before absl parses
+  them, so a typo is one clear line instead of a traceback.
+  """
+  valid = set(valid_keys())
+  prefix = f"--{flag}."
+  for arg in argv:
+    if arg.startswith(prefix):
+      key = arg[len(prefix):].split("=", 1)[0]
+      if key.startswith("model.kwargs."):
+        continue
+      if key not in valid:
+        raise ValueError(unknown_key_message(key, valid))
+
+
+def _choice(config, key: str, value: Any, choices: Iterable[str]) -> None:
+  choices = list(choices)
+  if value not in choices:
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"config {key}={value!r} is not one of {choices}{hint}")
+
+
+def validate(config: Mapping[str, Any]) -> None:
+  """Checks keys, names and values of a run config; ``ValueError`` on the first problem.
+
+  Model and data-set names are checked against their registries by the loop,
+  which knows them; this checks everything that needs no import beyond optax.
+  """
+  check_keys(config)
+  _choice(config, "optimizer.name", config["optimizer"]["name"], OPTIMIZERS)
+  _choice(config, "schedule.name", config["schedule"]["name"], SCHEDULES)
+  _choice(config, "model.dtype", config["model"]["dtype"], DTYPES)
+  _choice(config, "strategy", config["strategy"], ("pmap", "shard_map"))
+  _choice(config, "data.pipeline", config["data"]["pipeline"], ("memory", "grain"))
+  for key in ("batch_size", "eval_batch_size", "log_every_steps", "max_to_keep",
+              "eval_every_epochs"):
+    if int(config[key]) <= 0:
+      raise ValueError(f"config {key} must be a positive integer, got {config[key]!r}")
+  if config["num_epochs"] <= 0 and config["num_train_steps"] <= 0:
+    raise ValueError(
+        f"set num_epochs > 0 or num_train_steps > 0; got num_epochs="
+        f"{config['num_epochs']!r}, num_train_steps={config['num_train_steps']!r}")
+  if config["checkpoint_every_steps"] < 0:
+    raise ValueError(
+        f"config checkpoint_every_steps must be >= 0, got {config['checkpoint_every_steps']!r}")
+  if not 0.0 <= config["label_smoothing"] < 1.0:
+    raise ValueError(f"config label_smoothing must be in [0, 1), got {config['label_smoothing']!r}")
+  if config["mixup_alpha"] < 0 or config["cutmix_alpha"] < 0:
+    raise ValueError("config mixup_alpha and cutmix_alpha must be >= 0")
+  subset = config["data"]["train_subset"]
+  if subset is not None and subset <= 0:
+    raise ValueError(f"config data.train_subset must be a positive integer or None, got {subset!r}")
+
+
+def to_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
+  """A plain, JSON-serialisable dict of a config (tuples become lists)."""
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()
+  return json.loads(json.dumps(config, default=str))

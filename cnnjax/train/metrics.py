@@ -1,0 +1,152 @@
+"""Metrics on the host: ``metrics.jsonl``, optional TensorBoard events, plots, summaries.
+
+Steps return sums (``loss_sum``, ``correct``, ``count``; see
+``cnnjax.train.steps``) that stay on the device; the loop fetches them every
+``log_every_steps`` steps, sums them here, and writes one JSON object per log
+event to ``metrics.jsonl``::
+
+  {"step": 100, "split": "train", "loss": 0.31, "accuracy": 0.91,
+   "count": 6400, "images_per_sec": 5321.0, "learning_rate": 0.05, ...}
+
+Only process 0 writes; the others build the same objects and drop them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from cnnjax.train.steps import summarize
+
+
+def sum_metrics(metrics: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+  """Sums a list of host metric dicts key by key (``grad_norm`` is averaged)."""
+  if not metrics:
+    return {}
+  out = {}
+  for key in metrics[0]:
+    values = np.array([float(np.asarray(m[key])) for m in metrics], np.float64)
+    out[key] = float(values.mean() if key == "grad_norm" else values.sum())
+  return out
+
+
+def first_nonfinite(metrics: Sequence[Mapping[str, Any]], first_step: int) -> int | None:
+  """The step of the first entry whose ``loss_sum`` is NaN/Inf, or ``None``.
+
+  Args:
+    metrics: per-step host metrics, in order.
+    first_step: the step number of ``metrics[0]`` (steps counted from 1).
+  """
+  for i, m in enumerate(metrics):
+    if not np.isfinite(float(np.asarray(m["loss_sum"]))) and not float(np.asarray(m.get("skipped", 0.0))):
+      return first_step + i
+  return None
+
+
+class MetricsWriter:
+  """Appends log events to ``<workdir>/metrics.jsonl`` (and TensorBoard events).
+
+  Args:
+    workdir: the run directory.
+    enabled: write at all (``jax.process_index() == 0``).
+    tensorboard: also write TensorBoard event files next to ``metrics.jsonl``
+      with ``tensorboardX`` (no TensorFlow needed); ``ValueError`` if it is
+      not installed.
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = False):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = enabled
+    self._tb = None
+    if enabled and tensorboard:
+      try:
+        import tensorboardX  # noqa: PLC0415
+      except ImportError as e:
+        raise ValueError(
+            "config tensorboard=True needs the tensorboardX package: "
+            "pip install tensorboardX (or set --config.tensorboard=False)") from e
+      self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, split: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Writes one event ``{'step', 'split', **values}``; returns it."""
+    event = {"step": int(step), "split": split}
+    event.update({k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else v)
+                  for k, v in values.items()})
+    if self.enabled:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(event) + "\n")
+      if self._tb is not None:
+        for key, value in values.items():
+          if isinstance(value, (int, float, np.floating)):
+            self._tb.add_scalar(f"{split}/{key}", float(value), int(step))
+    return event
+
+  def write_summed(self, step: int, split: str, metrics: Sequence[Mapping[str, Any]],
+                   **extra: Any) -> dict[str, Any]:
+    """Sums per-step metrics, converts them to loss/accuracy and writes them."""
+    values = summarize(sum_metrics(metrics))
+    values.update(extra)
+    return self.write(step, split, values)
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+def read_events(path: str) -> list[dict[str, Any]]:
+  """The events of a ``metrics.jsonl`` file, in order (a truncated last line is ignored)."""
+  events = []
+  if not os.path.exists(path):
+    return events
+  with open(path) as f:
+    for line in f:
+      try:
+        events.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return events
+
+
+def truncate_events(path: str, last_step: int) -> None:
+  """Drops events after ``last_step`` (a resumed run rewrites them)."""
+  events = [e for e in read_events(path) if e["step"] <= last_step]
+  with open(path, "w") as f:
+    for e in events:
+      f.write(json.dumps(e) + "\n")
+
+
+def plot_curves(metrics_path: str, plots_dir: str) -> list[str]:
+  """Writes ``loss.png`` and ``accuracy.png`` (train and eval curves per step).
+
+  Returns:
+    The paths written.
+  """
+  import matplotlib  # noqa: PLC0415
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  events = read_events(metrics_path)
+  os.makedirs(plots_dir, exist_ok=True)
+  written = []
+  for key in ("loss", "accuracy"):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split in ("train", "eval"):
+      points = [(e["step"], e[key]) for e in events if e.get("split") == split and key in e]
+      if points:
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker="o" if split == "eval" else None, label=split)
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = os.path.join(plots_dir, f"{key}.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+  return written

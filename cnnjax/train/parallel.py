@@ -1,0 +1,171 @@
+"""Running the per-device steps over devices: ``pmap`` or ``shard_map``.
+
+``Parallel(strategy)`` compiles a step written with collectives over ``AXIS``
+(see ``cnnjax.train.steps``) for all devices and moves states and batches
+into the layout it expects:
+
+* ``'pmap'`` (the default): ``jax.pmap(step, axis_name=AXIS,
+  donate_argnums=(0,))`` over the local devices. The state carries a leading
+  device axis ``(local_devices, ...)``; a host batch of ``B_local`` examples
+  becomes ``(local_devices, B_local / local_devices, ...)``.
+* ``'shard_map'``: ``jax.jit(jax.shard_map(step, mesh=Mesh(devices, (AXIS,)),
+  in_specs=(P(), P(AXIS)), out_specs=(P(), P())), donate_argnums=(0,))``. The
+  state is one array per leaf, replicated (``P()``); batches are global
+  arrays split along their first axis (``P(AXIS)``). ``check_vma=False``
+  gives the step pmap's semantics: ``jax.grad`` inside it returns this
+  device's gradient, which the step then ``pmean``-s itself (with
+  ``check_vma=True`` the gradient of a replicated input would already be
+  summed over devices, and averaging it again would scale it by the device
+  count).
+
+With several processes (``jax.distributed``) each process passes its own
+``B_local`` examples; both strategies span the devices of all processes.
+
+``host_state`` brings a device state back to one host copy (numpy), checking
+that the device copies agree; it is what checkpoints and evaluation summaries
+use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from cnnjax.train.steps import AXIS
+
+PyTree = Any
+STRATEGIES = ("pmap", "shard_map")
+
+
+class Parallel:
+  """Compiles steps and lays out states and batches for one strategy.
+
+  Attributes:
+    strategy: ``'pmap'`` or ``'shard_map'``.
+    local_device_count: devices of this process.
+    device_count: devices of all processes.
+  """
+
+  def __init__(self, strategy: str = "pmap", devices: list[jax.Device] | None = None):
+    """Creates the device layout.
+
+    Args:
+      strategy: ``'pmap'`` or ``'shard_map'``.
+      devices: for tests in one process, a subset of ``jax.local_devices()`` to
+        run on; by default all devices (all processes).
+    """
+    if strategy not in STRATEGIES:
+      raise ValueError(
+          f"unknown strategy {strategy!r}; expected one of {list(STRATEGIES)} "
+          f"(config key strategy)")
+    self.strategy = strategy
+    self._explicit = devices is not None
+    if devices is None:
+      self.devices = jax.devices()
+      self.local_devices = jax.local_devices()
+    else:
+      if jax.process_count() > 1:
+        raise ValueError("an explicit device list is only supported in one process")
+      self.devices = list(devices)
+      self.local_devices = list(devices)
+    self.device_count = len(self.devices)
+    self.local_device_count = len(self.local_devices)
+    self.mesh = Mesh(np.array(self.devices), (AXIS,))
+    self._local_mesh = Mesh(np.array(self.local_devices), (AXIS,))
+    self._replicated = NamedSharding(self.mesh, P())
+    self._split = NamedSharding(self.mesh, P(AXIS))
+    self._local_split = NamedSharding(self._local_mesh, P(AXIS))
+
+  def __repr__(self) -> str:
+    return (f"Parallel(strategy={self.strategy!r}, devices={self.device_count}, "
+            f"local_devices={self.local_device_count})")
+
+  # Compilation.
+
+  def train_step(self, step: Callable) -> Callable:
+    """Maps ``step(state, batch) -> (state, metrics)``; donates the state."""
+    if self.strategy == "pmap":
+      return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,),
+                      devices=self.devices if self._explicit else None)
+    mapped = jax.shard_map(step, mesh=self.mesh, in_specs=(P(), P(AXIS)),
+                           out_specs=(P(), P()), check_vma=False)
+    return jax.jit(mapped, donate_argnums=(0,))
+
+  def eval_step(self, step: Callable) -> Callable:
+    """Maps ``step(state, batch) -> metrics``."""
+    if self.strategy == "pmap":
+      return jax.pmap(step, axis_name=AXIS,
+                      devices=self.devices if self._explicit else None)
+    return jax.jit(jax.shard_map(step, mesh=self.mesh, in_specs=(P(), P(AXIS)),
+                                 out_specs=P(), check_vma=False))
+
+  # Layout.
+
+  def check_batch_size(self, global_batch_size: int, what: str = "batch_size") -> int:
+    """Returns the per-device batch size; a ``ValueError`` if it does not divide."""
+    if global_batch_size <= 0 or global_batch_size % self.device_count:
+      raise ValueError(
+          f"{what}={global_batch_size} must be a positive multiple of the "
+          f"number of devices ({self.device_count}: "
+          f"{jax.process_count()} process(es) x {self.local_device_count} "
+          f"local); e.g. {what}={max(1, global_batch_size // self.device_count) * self.device_count}")
+    return global_batch_size // self.device_count
+
+  def shard_batch(self, batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    """Lays out this process's batch (``B_local`` leading) for the mapped step."""
+    out = {}
+    for name, x in batch.items():
+      x = np.asarray(x)
+      if x.shape[0] % self.local_device_count:
+        raise ValueError(
+            f"batch[{name!r}] has {x.shape[0]} examples on this process, not a "
+            f"multiple of its {self.local_device_count} local devices; choose a "
+            f"global batch size divisible by {self.device_count}")
+      if self.strategy == "pmap":
+        x = x.reshape((self.local_device_count, -1) + x.shape[1:])
+        out[name] = jax.device_put(x, self._local_split)
+      else:
+        out[name] = jax.make_array_from_process_local_data(self._split, x)
+    return out
+
+  def put_state(self, state: PyTree) -> PyTree:
+    """Puts one copy of a state (host or device arrays) on every device."""
+    def put(x):
+      x = np.asarray(x)
+      if self.strategy == "pmap":
+        stacked = np.broadcast_to(x, (self.local_device_count,) + x.shape)
+        return jax.device_put(np.ascontiguousarray(stacked), self._local_split)
+      return jax.make_array_from_process_local_data(self._replicated, x)
+    return jax.tree_util.tree_map(put, state)
+
+  def host_state(self, state: PyTree, check: tuple[str, ...] = ("batch_stats",)) -> PyTree:
+    """One host copy (numpy) of a replicated device state.
+
+    Args:
+      state: a state laid out by ``put_state`` or returned by a mapped step.
+      check: names of fields (attributes) whose device copies must be equal;
+        the running BatchNorm statistics are ``pmean``-ed inside the step, so
+        a disagreement is a bug, reported as a ``ValueError``.
+    """
+    if self.strategy == "pmap":
+      for name in check:
+        tree = getattr(state, name, None)
+        for path, x in jax.tree_util.tree_leaves_with_path(tree):
+          copies = [np.asarray(s.data) for s in x.addressable_shards]
+          if any(not np.array_equal(copies[0], c, equal_nan=True) for c in copies[1:]):
+            raise ValueError(
+                f"device copies of {name}{jax.tree_util.keystr(path)} differ; "
+                f"statistics must be averaged over the axis {AXIS!r}")
+      return jax.tree_util.tree_map(
+          lambda x: np.asarray(x.addressable_shards[0].data)[0], state)
+    return jax.tree_util.tree_map(
+        lambda x: np.asarray(x.addressable_shards[0].data), state)
+
+  def host_metrics(self, metrics: PyTree) -> PyTree:
+    """Host values of metrics returned by a mapped step (one copy)."""
+    return self.host_state(metrics, check=())

@@ -1,0 +1,223 @@
+"""Pure per-device training and evaluation steps, written once with named axes.
+
+``train_step(state, batch)`` and ``eval_step(state, batch)`` see one device's
+share of the batch and reduce across devices with collectives over the axis
+``AXIS``. The same functions run under ``jax.pmap(axis_name=AXIS)`` and under
+``jax.shard_map`` over a one-axis mesh named ``AXIS`` (see
+``cnnjax.train.parallel``); models normalise their BatchNorm layers over the
+same axis (``axis_name=AXIS``), so the batch statistics are those of the global
+batch.
+
+A batch is a dict of ``'image'`` float ``(B, H, W, C)``, ``'label'`` int32
+``(B,)`` and ``'mask'`` bool ``(B,)`` (``False`` marks padding), where ``B`` is
+the per-device batch size.
+
+Metrics are sums over the global batch (``lax.psum``), never means of
+per-device means: ``loss_sum``, ``correct`` and ``count`` (the number of real,
+unmasked examples), so a padded last evaluation batch counts each example
+exactly once. ``summarize`` turns accumulated sums into ``loss`` and
+``accuracy``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from cnnjax.train.state import TrainState
+
+#: The one name of the device axis: pmap's ``axis_name``, the mesh axis of
+#: shard_map, every ``lax.pmean``/``psum`` here, and BatchNorm's ``axis_name``.
+AXIS = "batch"
+
+Batch = Mapping[str, jax.Array]
+Metrics = dict[str, jax.Array]
+AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]
+MixFn = Callable[[jax.Array, jax.Array, jax.Array, float], tuple[jax.Array, jax.Array]]
+
+# Stream indices folded into the per-step key, one per use of randomness.
+_AUGMENT, _MIX, _DROPOUT = 0, 1, 2
+
+
+def _per_example_keys(key: jax.Array, per_device: int) -> jax.Array:
+  """One key per example, folded with its *global* index in the batch.
+
+  The global index (device index times per-device batch plus position) makes
+  the augmentation of an example independent of how many devices share the
+  batch.
+  """
+  offset = lax.axis_index(AXIS) * per_device
+  return jax.vmap(lambda i: jax.random.fold_in(key, offset + i))(
+      jnp.arange(per_device))
+
+
+def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Softmax cross-entropy per example, in float32.
+
+  Args:
+    logits: ``(B, K)``, any float dtype.
+    targets: ``(B, K)`` probabilities (one-hot, smoothed or mixed).
+
+  Returns:
+    ``(B,)`` float32 losses.
+  """
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def _batch_metrics(logits, labels, per_example_loss, mask) -> Metrics:
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return {
+      "loss_sum": lax.psum(jnp.sum(per_example_loss * mask), AXIS),
+      "correct": lax.psum(jnp.sum(correct * mask), AXIS),
+      "count": lax.psum(jnp.sum(mask), AXIS),
+  }
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def train_step(
+    state: TrainState,
+    batch: Batch,
+    *,
+    num_classes: int,
+    label_smoothing: float = 0.0,
+    augment: AugmentFn | None = None,
+    mixup: MixFn | None = None,
+    mixup_alpha: float = 0.0,
+    cutmix: MixFn | None = None,
+    cutmix_alpha: float = 0.0,
+    skip_nonfinite: bool = False,
+) -> tuple[TrainState, Metrics]:
+  """One optimizer update on one device's share of the global batch.
+
+  Bind the keyword arguments with ``functools.partial`` (they are static) and
+  map the result over devices with ``cnnjax.train.parallel``.
+
+  Randomness: the step's key is ``fold_in(state.rng, state.step)``. Augmentation
+  keys are folded further with each example's global index; mixup/cutmix and
+  dropout keys with the device index ``lax.axis_index(AXIS)``.
+
+  Args:
+    state: the replicated ``TrainState``.
+    batch: ``'image'`` ``(B, H, W, C)``, ``'label'`` ``(B,)`` int,
+      ``'mask'`` ``(B,)`` bool; ``B`` per device.
+    num_classes: ``K``, the number of logits.
+    label_smoothing: ``optax.smooth_labels`` factor, 0 to disable.
+    augment: ``fn(key, image) -> image`` for one ``(H, W, C)`` image, applied
+      per example on device; ``None`` for no augmentation.
+    mixup: ``fn(key, images, soft_labels, alpha) -> (images, soft_labels)``,
+      used when ``mixup_alpha > 0``.
+    mixup_alpha: Beta parameter of mixup; 0 disables it.
+    cutmix: as ``mixup``, used when ``cutmix_alpha > 0``.
+    cutmix_alpha: Beta parameter of cutmix; 0 disables it.
+    skip_nonfinite: if the global loss or any averaged gradient is NaN/Inf,
+      keep the parameters, optimizer state and statistics of ``state``
+      (the step counter still advances) and report ``skipped = 1``.
+
+  Returns:
+    ``(new_state, metrics)``: metrics ``loss_sum``, ``correct``, ``count``,
+    ``skipped`` and ``grad_norm``, identical on every device.
+  """
+  key = jax.random.fold_in(state.key(), state.step)
+  device = lax.axis_index(AXIS)
+  images = batch["image"]
+  labels = batch["label"]
+  mask = batch["mask"].astype(jnp.float32)
+  per_device = images.shape[0]
+
+  if augment is not None:
+    keys = _per_example_keys(jax.random.fold_in(key, _AUGMENT), per_device)
+    images = jax.vmap(augment)(keys, images)
+  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  if label_smoothing > 0:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  mix_key = jax.random.fold_in(jax.random.fold_in(key, _MIX), device)
+  if mixup is not None and mixup_alpha > 0:
+    images, targets = mixup(jax.random.fold_in(mix_key, 0), images, targets, mixup_alpha)
+  if cutmix is not None and cutmix_alpha > 0:
+    images, targets = cutmix(jax.random.fold_in(mix_key, 1), images, targets, cutmix_alpha)
+  dropout_key = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), device)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, images,
+        train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key})
+    per_example = cross_entropy(logits, targets)
+    count = jnp.maximum(jnp.sum(mask), 1.0)
+    loss = jnp.sum(per_example * mask) / count
+    return loss, (logits, per_example, updates.get("batch_stats", {}))
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  (_, (logits, per_example, batch_stats)), grads = grad_fn(state.params)
+  # Every device holds the same per-device count, so the mean of the
+  # per-device mean gradients is the gradient of the global mean loss.
+  grads = lax.pmean(grads, AXIS)
+  # With BatchNorm normalising over AXIS the statistics already agree across
+  # devices; the mean keeps them identical whatever the model does.
+  batch_stats = lax.pmean(batch_stats, AXIS)
+  metrics = _batch_metrics(logits, labels, per_example, mask)
+  metrics["grad_norm"] = optax.tree.norm(grads)
+
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if skip_nonfinite:
+    finite = jnp.isfinite(metrics["loss_sum"]) & _all_finite(grads)
+    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    new_state = new_state.replace(
+        params=jax.tree_util.tree_map(keep, new_state.params, state.params),
+        opt_state=jax.tree_util.tree_map(keep, new_state.opt_state, state.opt_state),
+        batch_stats=jax.tree_util.tree_map(keep, new_state.batch_stats, state.batch_stats))
+    metrics["skipped"] = 1.0 - finite.astype(jnp.float32)
+  else:
+    metrics["skipped"] = jnp.zeros((), jnp.float32)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: Batch) -> Metrics:
+  """Evaluates one device's share of a batch with ``train=False``.
+
+  Padded examples (``mask == False``) contribute nothing; the sums are
+  ``psum``-ed over ``AXIS``, so accumulating them over an evaluation pass and
+  dividing once counts every real example exactly once.
+
+  Returns:
+    ``loss_sum``, ``correct`` and ``count``, identical on every device.
+  """
+  logits = state.apply_fn(
+      {"params": state.params, "batch_stats": state.batch_stats},
+      batch["image"], train=False)
+  num_classes = logits.shape[-1]
+  targets = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.float32)
+  per_example = cross_entropy(logits, targets)
+  return _batch_metrics(logits, batch["label"], per_example,
+                        batch["mask"].astype(jnp.float32))
+
+
+def bind_train_step(**kwargs) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+  """``train_step`` with its static keyword arguments bound."""
+  return functools.partial(train_step, **kwargs)
+
+
+def summarize(metrics: Mapping[str, Any]) -> dict[str, float]:
+  """Turns summed metrics into ``loss``, ``accuracy`` and ``count``.
+
+  Args:
+    metrics: host values of ``loss_sum``, ``correct`` and ``count`` (summed over
+      any number of steps); other entries are passed through as floats.
+  """
+  count = float(np.asarray(metrics["count"]))
+  out = {k: float(np.asarray(v)) for k, v in metrics.items()
+         if k not in ("loss_sum", "correct", "count")}
+  out["loss"] = float(np.asarray(metrics["loss_sum"])) / max(count, 1.0)
+  out["accuracy"] = float(np.asarray(metrics["correct"])) / max(count, 1.0)
+  out["count"] = count
+  return out

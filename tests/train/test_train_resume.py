@@ -1,0 +1,134 @@
+"""Interrupted runs (SIGKILL, SIGTERM) resume to the same parameters, bit for bit.
+
+Each run is ``experiments/train.py`` in a subprocess with 2 CPU devices (pmap
+over both). The kill lands between (or during) checkpoints; the resumed run
+must end with parameters ``np.array_equal`` to a run that was never stopped.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STEPS = 60
+TIMEOUT = 240  # seconds for any one subprocess; a hung run fails the test
+
+
+def _command(workdir, cache_dir):
+  return [
+      sys.executable, os.path.join(ROOT, "experiments", "train.py"),
+      "--config", os.path.join(ROOT, "experiments", "configs", "digits_cnn.py:smoke"),
+      "--workdir", workdir,
+      f"--config.num_train_steps={STEPS}",
+      "--config.data.train_subset=256",
+      "--config.batch_size=32",
+      "--config.checkpoint_every_steps=5",
+      "--config.log_every_steps=1",
+      "--config.eval_every_epochs=100",
+      "--config.max_to_keep=2",
+      "--config.plots=False",
+      f"--config.compilation_cache_dir={cache_dir}",
+  ]
+
+
+def _env():
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+  env["JAX_PLATFORMS"] = "cpu"
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  return env
+
+
+def _run(workdir, cache_dir):
+  result = subprocess.run(_command(workdir, cache_dir), env=_env(), capture_output=True,
+                          text=True, timeout=TIMEOUT)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, "summary.json")) as f:
+    return json.load(f)
+
+
+def _last_logged_step(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    steps = [json.loads(line)["step"] for line in f if line.endswith("\n")]
+  return max(steps, default=0)
+
+
+def _interrupt(workdir, cache_dir, sig, after_step):
+  """Starts a run, sends ``sig`` once it has logged ``after_step``; returns the exit status."""
+  process = subprocess.Popen(_command(workdir, cache_dir), env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + TIMEOUT
+  try:
+    while _last_logged_step(workdir) < after_step:
+      if process.poll() is not None or time.time() > deadline:
+        raise AssertionError(f"run ended or hung before step {after_step}: "
+                             f"{process.stderr.read()[-3000:]}")
+      time.sleep(0.02)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=TIMEOUT)
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+  return process.returncode, stderr
+
+
+def _final_params(workdir):
+  with ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                             item_names=("state", "data")) as manager:
+    step = manager.latest_step()
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return step, restored["state"]["params"]
+
+
+def _assert_equal_params(a, b):
+  import jax
+  leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+  assert len(leaves_a) == len(leaves_b) > 0
+  for x, y in zip(leaves_a, leaves_b):
+    assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_sigkill_and_sigterm_resume_bit_exactly(tmp_path):
+  cache = str(tmp_path / "cache")
+  reference = _run(str(tmp_path / "straight"), cache)
+  assert reference["resumed_from_step"] is None
+  ref_step, ref_params = _final_params(str(tmp_path / "straight"))
+  assert ref_step == STEPS
+
+  # SIGKILL: no handler runs; the newest complete (async) checkpoint is from before the kill.
+  killed = str(tmp_path / "killed")
+  status, _ = _interrupt(killed, cache, signal.SIGKILL, after_step=12)
+  assert status == -signal.SIGKILL
+  resumed = _run(killed, cache)
+  assert 5 <= resumed["resumed_from_step"] <= 12
+  _, params = _final_params(killed)
+  _assert_equal_params(params, ref_params)
+
+  # SIGTERM: a checkpoint at the current step, then exit status 128 + 15.
+  stopped = str(tmp_path / "stopped")
+  status, stderr = _interrupt(stopped, cache, signal.SIGTERM, after_step=7)
+  assert status == 143, stderr[-3000:]
+  assert "SIGTERM" in stderr
+  with ocp.CheckpointManager(os.path.join(stopped, "checkpoints")) as manager:
+    saved = manager.latest_step()
+  assert 7 <= saved < STEPS
+  resumed = _run(stopped, cache)
+  assert resumed["resumed_from_step"] == saved
+  _, params = _final_params(stopped)
+  _assert_equal_params(params, ref_params)
+  # The resumed metrics continue the interrupted ones without duplicates.
+  with open(os.path.join(stopped, "metrics.jsonl")) as f:
+    train_steps = [e["step"] for e in map(json.loads, f) if e["split"] == "train"]
+  assert train_steps == list(range(1, STEPS + 1))
