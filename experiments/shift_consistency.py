@@ -18,7 +18,7 @@ Models, both with circular padding so that APS can be exactly invariant:
 
 Commands::
 
-  python experiments/shift_consistency.py --workdir runs/shift            # digits, ~15 min on 2 CPU cores
+  python experiments/shift_consistency.py --workdir runs/shift            # digits, both models, 30 epochs
   python experiments/shift_consistency.py --workdir runs/shift_q --quick  # under 3 minutes on CPU
   python experiments/shift_consistency.py --workdir runs/shift_c10 --dataset cifar10 --models resnet18_cifar
 
@@ -36,7 +36,6 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import data as data_lib

@@ -10,10 +10,9 @@ Re-running on a work directory that holds a checkpoint resumes from it;
 ``cnnjax.train.train_and_evaluate``.
 """
 
-import logging
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from cnnjax.train import Preempted, train_and_evaluate
@@ -39,7 +38,7 @@ def _parse(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.getLogger("absl").setLevel(logging.WARNING)
+  logging.set_verbosity(logging.WARNING)
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   except Preempted as e:

@@ -6,6 +6,11 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Non-partitionable threefry compiles a random draw of a 4-D kernel shape 2-5x
+# faster on CPU, which is most of the cost of the many small model inits in
+# this suite. Set through the environment so that subprocesses started by
+# tests (resume, multi-host) draw the same numbers as the test itself.
+os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
 
 import jax  # noqa: E402
 from hypothesis import settings  # noqa: E402

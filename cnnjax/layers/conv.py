@@ -49,6 +49,7 @@ def _conv_layer(
     kernel_init: Initializer,
     bias_init: Initializer,
     quoted_kernel_size: Any,
+    lowering: str = "auto",
 ) -> Array:
   """Declares ``kernel``/``bias`` on ``mdl`` and applies ``ops.conv``; shared by the layers."""
   rank = len(kernel_size)
@@ -77,7 +78,8 @@ def _conv_layer(
   x, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=dtype)
   return ops.conv(
       x, kernel, bias, strides=strides, padding=padding, lhs_dilation=input_dilation,
-      rhs_dilation=kernel_dilation, feature_group_count=groups, precision=precision)
+      rhs_dilation=kernel_dilation, feature_group_count=groups, precision=precision,
+      lowering=lowering)
 
 
 class Conv(nn.Module):
@@ -121,6 +123,10 @@ class Conv(nn.Module):
     kernel_init: initializer of ``kernel`` ``(*kernel_size, C_in / groups,
       features)`` (default LeCun normal).
     bias_init: initializer of ``bias`` (default zeros).
+    lowering: ``'auto'`` (default), ``'lax'`` or ``'matmul'``: how
+      ``ops.conv`` computes the convolution (the same function either way);
+      ``'auto'`` is ``ops.choose_lowering``'s measured pick per shape and
+      backend (always ``'lax'`` off CPU).
   """
 
   features: int
@@ -136,6 +142,7 @@ class Conv(nn.Module):
   precision: lax.PrecisionLike = None
   kernel_init: Initializer = default_kernel_init
   bias_init: Initializer = default_bias_init
+  lowering: str = "auto"
 
   @nn.compact
   def __call__(self, inputs: Array) -> Array:
@@ -148,7 +155,7 @@ class Conv(nn.Module):
         kernel_dilation=self.kernel_dilation, use_bias=self.use_bias, dtype=self.dtype,
         param_dtype=self.param_dtype, precision=self.precision,
         kernel_init=self.kernel_init, bias_init=self.bias_init,
-        quoted_kernel_size=self.kernel_size)
+        quoted_kernel_size=self.kernel_size, lowering=self.lowering)
 
 
 class DepthwiseConv(nn.Module):

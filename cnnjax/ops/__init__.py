@@ -23,15 +23,25 @@ from cnnjax.ops.arithmetic import (
     resolve_padding,
     same_padding,
 )
-from cnnjax.ops.conv import conv, conv_matmul, conv_reference, extract_patches
+from cnnjax.ops.conv import (
+    LOWERINGS,
+    choose_lowering,
+    conv,
+    conv_matmul,
+    conv_reference,
+    default_lowering,
+    extract_patches,
+)
 from cnnjax.ops.pooling import avg_pool, global_avg_pool, global_max_pool, max_pool
 
 __all__ = [
+    "LOWERINGS",
     "PADDING_MODES",
     "ReceptiveField",
     "avg_pool",
     "binomial_filter",
     "blur_pool",
+    "choose_lowering",
     "conv",
     "conv_macs",
     "conv_matmul",
@@ -40,6 +50,7 @@ __all__ = [
     "conv_param_count",
     "conv_reference",
     "conv_transpose_output_shape",
+    "default_lowering",
     "dense_param_count",
     "extract_patches",
     "global_avg_pool",

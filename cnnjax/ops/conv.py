@@ -13,7 +13,9 @@ same with one or three spatial indices.
 Layout is channels last, as in ``lax`` and Flax: inputs ``(N, *spatial, C_in)``,
 kernels ``(*spatial, C_in / groups, C_out)``, outputs ``(N, *spatial', C_out)``.
 
-* ``conv``: ``lax.conv_general_dilated``, what layers and models use.
+* ``conv``: what layers and models use; lowered to ``lax.conv_general_dilated``
+  or, where that is measured to be slower (some shapes on CPU), to the
+  ``conv_matmul`` formulation (``lowering=``, ``choose_lowering``).
 * ``conv_reference``: loops over output positions and kernel taps, the
   definition above written out. Slow; the ground truth of the test suite.
 * ``conv_matmul``: im2col, every patch extracted then one grouped matrix
@@ -22,8 +24,10 @@ kernels ``(*spatial, C_in / groups, C_out)``, outputs ``(N, *spatial', C_out)``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -36,6 +40,12 @@ from cnnjax.ops.arithmetic import PaddingLike
 
 Array = jax.Array
 IntSeq = int | Sequence[int] | None
+
+#: Values of ``conv``'s ``lowering`` argument.
+LOWERINGS = ("auto", "lax", "matmul")
+
+_DEFAULT_LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "cnnjax_conv_lowering", default="auto")
 
 _LAYOUT = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -152,6 +162,86 @@ def dilate_spatial(x: Array, dilation: Sequence[int]) -> Array:
   return jnp.zeros(shape, x.dtype).at[index].set(x)
 
 
+def _check_lowering(lowering: Any) -> str:
+  if lowering not in LOWERINGS:
+    raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
+  return lowering
+
+
+@contextlib.contextmanager
+def default_lowering(lowering: str) -> Iterator[None]:
+  """Within the block, ``conv(..., lowering='auto')`` means ``lowering``.
+
+  For switching the convolutions of a whole model at trace time without
+  rebuilding it, e.g. to measure one lowering against another::
+
+    with ops.default_lowering('lax'):
+      step = jax.jit(train_step).lower(state, batch).compile()
+
+  ``'auto'`` restores ``choose_lowering``. Explicit ``lowering='lax'`` or
+  ``'matmul'`` arguments are not affected. The setting is read when a
+  function is traced, so it applies to what is traced (or retraced) inside
+  the block.
+  """
+  token = _DEFAULT_LOWERING.set(_check_lowering(lowering))
+  try:
+    yield
+  finally:
+    _DEFAULT_LOWERING.reset(token)
+
+
+#: ``choose_lowering`` picks ``'matmul'`` on CPU when the input has at most
+#: this many channels per group (the first layer of an image model: 1 or 3)...
+MATMUL_MAX_INPUT_CHANNELS = 4
+#: ...and the product has at least this many rows, ``N * prod(ceil(spatial / strides))``
+#: (the number of output positions for ``'SAME'`` padding, close to it otherwise).
+MATMUL_MIN_ROWS = 65536
+
+
+def choose_lowering(
+    x_shape: Sequence[int],
+    w_shape: Sequence[int],
+    *,
+    strides: Sequence[int],
+    lhs_dilation: Sequence[int],
+    feature_group_count: int = 1,
+    backend: str | None = None,
+) -> str:
+  """The lowering ``conv(..., lowering='auto')`` uses: ``'lax'`` or ``'matmul'``.
+
+  The rule, from the sweep of ``benchmarks/conv_ops.py`` (forward plus
+  backward, float32; numbers in ``BENCHMARKS.md``):
+
+  * on any backend but CPU (GPU, TPU), always ``'lax'``: cuDNN and the TPU
+    convolution emitters are the fast path there;
+  * on CPU, ``'matmul'`` (im2col, one matrix product) for an ungrouped,
+    not input-dilated convolution with at most ``MATMUL_MAX_INPUT_CHANNELS``
+    input channels and at least ``MATMUL_MIN_ROWS`` rows in its product,
+    ``N * prod(ceil(spatial / strides))``, e.g. the 5x5 first layer of LeNet-5 at batch
+    256: XLA:CPU computes the weight gradient of such a layer (a
+    contraction over the large ``N * H * W`` axis into a tiny kernel) slowly,
+    the matrix product does not;
+  * ``'lax'`` otherwise.
+
+  Args:
+    x_shape: input shape ``(N, *spatial, C_in)``.
+    w_shape: kernel shape ``(*spatial_k, C_in / groups, C_out)``.
+    strides, lhs_dilation: one int per spatial axis.
+    feature_group_count: groups.
+    backend: ``'cpu'``, ``'gpu'``, ``'tpu'``; default ``jax.default_backend()``.
+  """
+  backend = jax.default_backend() if backend is None else backend
+  if backend != "cpu":
+    return "lax"
+  if feature_group_count != 1 or any(d != 1 for d in lhs_dilation):
+    return "lax"
+  if w_shape[-2] > MATMUL_MAX_INPUT_CHANNELS:
+    return "lax"
+  rows = x_shape[0] * int(np.prod([
+      (n - 1) // s + 1 for n, s in zip(x_shape[1:-1], strides)]))
+  return "matmul" if rows >= MATMUL_MIN_ROWS else "lax"
+
+
 def conv(
     x: Array,
     w: Array,
@@ -164,8 +254,9 @@ def conv(
     feature_group_count: int = 1,
     precision: lax.PrecisionLike = None,
     preferred_element_type: Any = None,
+    lowering: str = "auto",
 ) -> Array:
-  """N-D convolution, channels last, on ``lax.conv_general_dilated``.
+  """N-D convolution, channels last, on ``lax.conv_general_dilated`` (or im2col).
 
   Args:
     x: input ``(N, *spatial, C_in)`` with 1, 2 or 3 spatial axes, floating.
@@ -183,6 +274,11 @@ def conv(
     feature_group_count: grouped convolution; ``C_in`` and ``C_out`` must be
       divisible by it. ``C_in`` groups of one channel is a depthwise conv.
     precision, preferred_element_type: passed to lax.
+    lowering: ``'lax'`` (``lax.conv_general_dilated``), ``'matmul'`` (the
+      ``conv_matmul`` formulation: the same function, other code), or
+      ``'auto'`` (default): ``choose_lowering``'s pick for this shape and the
+      default backend, or the lowering set by ``default_lowering``.
+      ``'matmul'`` ignores ``preferred_element_type``.
 
   Returns:
     ``(N, *spatial_out, C_out)`` with ``spatial_out`` as
@@ -191,10 +287,23 @@ def conv(
   Raises:
     ValueError / TypeError: for wrong ranks, channel mismatches (including a
     channels-first input), bad groups, a kernel larger than the padded input,
-    or integer arrays, naming the expected and received shapes or dtypes.
+    integer arrays, or an unknown ``lowering``, naming the expected and
+    received shapes or dtypes.
   """
+  _check_lowering(lowering)
   rank, strides, lhs_dilation, rhs_dilation, mode, pads = _normalize(
       x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
+  if lowering == "auto":
+    lowering = _DEFAULT_LOWERING.get()
+  if lowering == "auto":
+    lowering = choose_lowering(
+        x.shape, w.shape, strides=strides, lhs_dilation=lhs_dilation,
+        feature_group_count=feature_group_count)
+  if lowering == "matmul":
+    return conv_matmul(
+        x, w, b, strides=strides, padding=padding,
+        lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        feature_group_count=feature_group_count, precision=precision)
   if mode != "constant":
     # Wrapped/reflected values are real data, so they are materialised; lax
     # itself only pads with zeros.

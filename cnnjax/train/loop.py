@@ -33,7 +33,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import signal
 import threading
 import time
@@ -243,7 +242,6 @@ def train_and_evaluate(
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
   model, info = _model_and_info(config)
   step_options = _step_options(config, info.num_classes)
-  del model  # Rebuilt by abstract_train_state below, with the optimizer.
   workdir = _prepare_workdir(workdir, fresh)
   _enable_compilation_cache(config.compilation_cache_dir)
 
@@ -257,8 +255,7 @@ def train_and_evaluate(
   num_epochs = total_steps / steps_per_epoch
   learning_rate = optim.create_learning_rate_schedule(
       config.schedule, config.optimizer.learning_rate, steps_per_epoch, num_epochs)
-  abstract_state = abstract_train_state(config, steps_per_epoch=steps_per_epoch,
-                                        num_epochs=num_epochs)
+  abstract_state = _abstract_state(config, model, info, steps_per_epoch, num_epochs)
 
   if _is_main():
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -269,8 +266,7 @@ def train_and_evaluate(
   restored = checkpointer.restore(abstract_target(abstract_state.checkpoint_items()))
   if restored is None:
     host_state = jax.device_get(create_train_state(
-        _model_and_info(config)[0], abstract_state.tx, seed=config.seed,
-        input_shape=(1, *info.image_shape)))
+        model, abstract_state.tx, seed=config.seed, input_shape=(1, *info.image_shape)))
     start_step, resumed_from = 0, None
   else:
     start_step, items, data_state = restored
@@ -293,6 +289,8 @@ def train_and_evaluate(
     bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                     desc=f"{config.model.name}/{config.data.name}")
   say = (bar.write if bar is not None else print) if _is_main() else (lambda *_: None)
+  if resumed_from is not None:
+    say(f"resumed from checkpoint step {resumed_from} in {checkpointer.directory}")
 
   pending: list[Any] = []  # Device metrics not yet fetched.
   window: list[dict] = []  # Host metrics since the last train log event.
@@ -365,7 +363,8 @@ def train_and_evaluate(
             result = _evaluate(p_eval, parallel, state, eval_loader)
             writer.write(step, "eval", dict(result, epoch=step / steps_per_epoch))
             line += f" | {config.data.eval_split} loss {result['loss']:.4f} acc {result['accuracy']:.4f}"
-            history["eval"] = result
+            if step == total_steps:
+              history["final_eval"] = result
           say(line)
         checkpoint_due = (epoch_end or step == total_steps or (
             config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0))
@@ -386,10 +385,11 @@ def train_and_evaluate(
     with contextlib.suppress(Exception):
       checkpointer.close()
 
-  test_loader = (eval_loader if config.data.test_split == config.data.eval_split
-                 else _loader(config, config.data.test_split, train=False,
-                              batch_size=config.eval_batch_size))
-  test = _evaluate(p_eval, parallel, state, test_loader)
+  if config.data.test_split == config.data.eval_split and "final_eval" in history:
+    test = history["final_eval"]  # The last evaluation ran on the final state.
+  else:
+    test = _evaluate(p_eval, parallel, state, _loader(
+        config, config.data.test_split, train=False, batch_size=config.eval_batch_size))
   writer = metrics_lib.MetricsWriter(workdir, enabled=_is_main())
   writer.write(total_steps, "test", test)
   say(f"test ({config.data.test_split}) loss {test['loss']:.4f} accuracy {test['accuracy']:.4f}")
@@ -436,6 +436,10 @@ def abstract_train_state(
   ``num_epochs`` serve for restoring.
   """
   model, info = _model_and_info(config)
+  return _abstract_state(config, model, info, steps_per_epoch, num_epochs)
+
+
+def _abstract_state(config, model, info, steps_per_epoch: int, num_epochs: float) -> TrainState:
   tx = optim.create_optimizer(config.optimizer, config.schedule, steps_per_epoch, num_epochs)
   return jax.eval_shape(lambda: create_train_state(
       model, tx, seed=config.seed, input_shape=(1, *info.image_shape)))
@@ -469,8 +473,3 @@ def restore_checkpoint(
     raise ValueError(f"no checkpoint in {checkpointer.directory}")
   step, items, data_state = restored
   return step, abstract.replace_checkpoint_items(items), data_state
-
-
-def remove_checkpoints(workdir: str) -> None:
-  """Deletes ``<workdir>/checkpoints`` (what ``--fresh`` does short of moving the run aside)."""
-  shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)

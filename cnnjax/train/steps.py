@@ -21,7 +21,6 @@ exactly once. ``summarize`` turns accumulated sums into ``loss`` and
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -200,11 +199,6 @@ def eval_step(state: TrainState, batch: Batch) -> Metrics:
   per_example = cross_entropy(logits, targets)
   return _batch_metrics(logits, batch["label"], per_example,
                         batch["mask"].astype(jnp.float32))
-
-
-def bind_train_step(**kwargs) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-  """``train_step`` with its static keyword arguments bound."""
-  return functools.partial(train_step, **kwargs)
 
 
 def summarize(metrics: Mapping[str, Any]) -> dict[str, float]:

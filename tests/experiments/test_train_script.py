@@ -49,6 +49,7 @@ def test_config_is_valid_locked_and_documented(path):
     module.get_config("smokey")
 
 
+@pytest.mark.slow
 def test_digits_smoke_end_to_end(tmp_path):
   config = _load(os.path.join(ROOT, "experiments", "configs", "digits_cnn.py")).get_config("smoke")
   with config.unlocked():
@@ -96,6 +97,7 @@ class _MockSource:
     return [self[i] for i in indices]
 
 
+@pytest.mark.slow
 def test_mnist_lenet5_one_epoch_under_mock_data(tmp_path):
   data_dir = str(tmp_path / "tfds")
   _mock_metadata(data_dir, "mnist")

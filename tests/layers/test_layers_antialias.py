@@ -88,6 +88,16 @@ def test_polyphase_downsample_shape_and_sown_index():
   np.testing.assert_array_equal(index, ops.polyphase_downsample(x, 2)[1])
 
 
+def test_polyphase_downsample_layer_keeps_a_given_index():
+  # A residual shortcut keeps the main path's phase: both sums stay aligned.
+  main, shortcut = _random((2, 8, 8, 3), seed=12), _random((2, 8, 8, 3), seed=13)
+  layer = layers.PolyphaseDownsample()
+  y, state = layer.apply({}, main, mutable=["intermediates"])
+  (index,) = state["intermediates"]["index"]
+  z = layer.apply({}, shortcut, index)
+  np.testing.assert_array_equal(z, np.asarray(ops.polyphase_components(shortcut, 2))[np.arange(2), index])
+
+
 def test_polyphase_downsample_layer_errors():
   with pytest.raises(ValueError, match="divisible by the stride"):
     layers.PolyphaseDownsample().apply({}, _random((1, 7, 8, 2)))

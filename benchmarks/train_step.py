@@ -1,0 +1,397 @@
+"""Training-step throughput on CPU: cnnjax vs hand-written Flax vs PyTorch (eager, compiled).
+
+For LeNet-5 (32x32x3) and ResNet-18-CIFAR, batch 128, Adam (lr 1e-3),
+float32, random data resident in memory, the contenders are
+
+* ``cnnjax``: the engine's own path, ``models.create`` (BatchNorm over
+  ``axis_name='batch'``), ``train.create_optimizer``, ``train.create_train_state``,
+  ``train.Parallel('pmap')`` on one device, ``train.train_step`` (loss, metrics,
+  ``pmean`` of gradients and statistics, gradient norm), state donated;
+* ``flax``: the same network written directly with ``flax.linen.Conv``,
+  ``BatchNorm``, ``max_pool`` and a plain ``jax.jit`` step with ``optax.adam``
+  and donation, the no-overhead reference;
+* ``torch``: PyTorch eager, NCHW, the same layers, initialisation scheme and
+  optimizer (``torch.optim.Adam``);
+* ``torch_compile``: the same module under ``torch.compile``.
+
+Contenders are interleaved and timed for ``--seconds`` each; images/s is
+reported as median (min–max) over rounds, the first call (compilation plus
+one step) separately. Run it on an idle machine::
+
+  python benchmarks/train_step.py                       # both models, batch 128, 10 s each
+  python benchmarks/train_step.py --models lenet5 --batch 128,256 --lowerings auto,lax
+  python benchmarks/train_step.py --smoke               # a few steps of everything, for tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+MODELS = ("lenet5", "resnet18_cifar")
+CONTENDERS = ("cnnjax", "flax", "torch", "torch_compile")
+NUM_CLASSES = 10
+LEARNING_RATE = 1e-3
+
+
+def synthetic_batch(batch: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """``(images (B, size, size, 3) float32 N(0, 1), labels (B,) int32)``, NHWC."""
+  rng = np.random.default_rng(seed)
+  images = rng.standard_normal((batch, size, size, 3), dtype=np.float32)
+  labels = rng.integers(0, NUM_CLASSES, batch).astype(np.int32)
+  return images, labels
+
+
+# --- cnnjax: the engine's path ------------------------------------------------------
+
+
+def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
+                     lowering: str = "auto") -> _common.Contender:
+  """The engine's ``pmap(train_step)`` on one device, with ``ops.default_lowering(lowering)``."""
+  import jax
+
+  from cnnjax import models, ops, train
+
+  spec = models.spec(model_name)
+  kwargs: dict[str, Any] = {"num_classes": NUM_CLASSES}
+  if "axis_name" in spec.fields():
+    kwargs["axis_name"] = train.AXIS  # As the engine builds it.
+  model = models.create(model_name, **kwargs)
+  tx = train.create_optimizer({"name": "adam", "learning_rate": LEARNING_RATE},
+                              {"name": "constant"}, steps_per_epoch=1, num_epochs=1)
+  parallel = train.Parallel("pmap")
+  holder: dict[str, Any] = {}
+  step = functools.partial(train.train_step, num_classes=NUM_CLASSES)
+
+  def setup():
+    with ops.default_lowering(lowering):
+      host = jax.device_get(train.create_train_state(
+          model, tx, seed=0, input_shape=(1, *images.shape[1:])))
+      holder["state"] = parallel.put_state(host)
+      holder["batch"] = parallel.shard_batch(
+          {"image": images, "label": labels, "mask": np.ones(len(labels), bool)})
+      holder["step"] = parallel.train_step(step)
+      run(1)  # Traces and compiles inside the lowering context.
+
+  def run(n: int):
+    state, batch, p_step = holder["state"], holder["batch"], holder["step"]
+    for _ in range(n):
+      state, metrics = p_step(state, batch)
+    holder["state"], holder["metrics"] = state, metrics
+    jax.block_until_ready(metrics)
+
+  def final_loss() -> float:
+    m = parallel.host_metrics(holder["metrics"])
+    return float(m["loss_sum"]) / float(m["count"])
+
+  name = "cnnjax" if lowering == "auto" else f"cnnjax[{lowering}]"
+  c = _common.Contender(name, run, len(labels), setup=setup)
+  c.info["_final_loss"] = final_loss
+  return c
+
+
+# --- hand-written Flax --------------------------------------------------------------
+
+
+def flax_model(model_name: str):
+  """LeNet-5 or ResNet-18-CIFAR in plain ``flax.linen`` (the same architecture as cnnjax's)."""
+  import flax.linen as nn
+
+  class LeNet5(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+      x = nn.max_pool(nn.relu(nn.Conv(6, (5, 5), padding="VALID")(x)), (2, 2), (2, 2))
+      x = nn.max_pool(nn.relu(nn.Conv(16, (5, 5), padding="VALID")(x)), (2, 2), (2, 2))
+      x = x.reshape(x.shape[0], -1)
+      x = nn.relu(nn.Dense(120)(x))
+      x = nn.relu(nn.Dense(84)(x))
+      return nn.Dense(NUM_CLASSES)(x)
+
+  he = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+  conv = functools.partial(nn.Conv, use_bias=False, kernel_init=he)
+
+  class BasicBlock(nn.Module):
+    features: int
+    strides: int = 1
+
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+      norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                               epsilon=1e-5)
+      pad = ((1, 1), (1, 1))
+      y = conv(self.features, (3, 3), (self.strides, self.strides), padding=pad)(x)
+      y = nn.relu(norm()(y))
+      y = norm()(conv(self.features, (3, 3), padding=pad)(y))
+      if x.shape[-1] != self.features or self.strides != 1:
+        x = norm()(conv(self.features, (1, 1), (self.strides, self.strides),
+                        padding="VALID")(x))
+      return nn.relu(y + x)
+
+  class ResNet18Cifar(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = True):
+      x = conv(64, (3, 3), padding=((1, 1), (1, 1)))(x)
+      x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
+      for i, features in enumerate((64, 128, 256, 512)):
+        for j in range(2):
+          x = BasicBlock(features, 2 if i > 0 and j == 0 else 1)(x, train)
+      x = x.mean(axis=(1, 2))
+      return nn.Dense(NUM_CLASSES)(x)
+
+  return {"lenet5": LeNet5, "resnet18_cifar": ResNet18Cifar}[model_name]()
+
+
+def flax_contender(model_name: str, images: np.ndarray, labels: np.ndarray) -> _common.Contender:
+  """A plain jitted step: forward, cross-entropy, grad, ``optax.adam``; state donated."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  model = flax_model(model_name)
+  tx = optax.adam(LEARNING_RATE)
+  holder: dict[str, Any] = {}
+
+  @functools.partial(jax.jit, donate_argnums=(0,))
+  def step(state, x, y):
+    params, batch_stats, opt_state = state
+
+    def loss_fn(p):
+      logits, updates = model.apply({"params": p, "batch_stats": batch_stats}, x,
+                                    train=True, mutable=["batch_stats"])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      return loss, updates.get("batch_stats", {})
+
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), new_stats, opt_state), loss
+
+  def setup():
+    variables = jax.jit(functools.partial(model.init, train=False))(
+        jax.random.key(0), jnp.zeros((1, *images.shape[1:]), jnp.float32))
+    params = variables["params"]
+    holder["state"] = (params, variables.get("batch_stats", {}), tx.init(params))
+    holder["x"], holder["y"] = jax.device_put(images), jax.device_put(labels)
+    run(1)
+
+  def run(n: int):
+    state = holder["state"]
+    for _ in range(n):
+      state, loss = step(state, holder["x"], holder["y"])
+    holder["state"], holder["loss"] = state, loss
+    jax.block_until_ready(loss)
+
+  c = _common.Contender("flax", run, len(labels), setup=setup)
+  c.info["_final_loss"] = lambda: float(holder["loss"])
+  return c
+
+
+# --- PyTorch ------------------------------------------------------------------------
+
+
+def torch_model(model_name: str):
+  """The same two networks in PyTorch, NCHW, with the Flax/cnnjax initialisation scheme."""
+  import torch
+  from torch import nn
+
+  def lecun_(module):
+    # flax's default: LeCun normal (variance 1 / fan_in) kernels, zero biases.
+    for m in module.modules():
+      if isinstance(m, (nn.Conv2d, nn.Linear)):
+        fan_in = m.weight[0].numel()
+        nn.init.trunc_normal_(m.weight, std=math.sqrt(1.0 / fan_in) / 0.87962566,
+                              a=-2 * math.sqrt(1.0 / fan_in) / 0.87962566,
+                              b=2 * math.sqrt(1.0 / fan_in) / 0.87962566)
+        if m.bias is not None:
+          nn.init.zeros_(m.bias)
+
+  class LeNet5(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.conv1, self.conv2 = nn.Conv2d(3, 6, 5), nn.Conv2d(6, 16, 5)
+      self.fc1, self.fc2, self.head = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+      lecun_(self)
+
+    def forward(self, x):
+      x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
+      x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
+      x = torch.flatten(x, 1)
+      return self.head(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+  def bn(c):
+    return nn.BatchNorm2d(c, momentum=0.1, eps=1e-5)  # torch momentum 0.1 = flax 0.9.
+
+  class BasicBlock(nn.Module):
+    def __init__(self, c_in, c_out, stride):
+      super().__init__()
+      self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+      self.bn1 = bn(c_out)
+      self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+      self.bn2 = bn(c_out)
+      self.shortcut = None
+      if stride != 1 or c_in != c_out:
+        self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), bn(c_out))
+
+    def forward(self, x):
+      y = torch.relu(self.bn1(self.conv1(x)))
+      y = self.bn2(self.conv2(y))
+      return torch.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+  class ResNet18Cifar(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), bn(64), nn.ReLU())
+      blocks, c_in = [], 64
+      for i, c in enumerate((64, 128, 256, 512)):
+        for j in range(2):
+          blocks.append(BasicBlock(c_in, c, 2 if i > 0 and j == 0 else 1))
+          c_in = c
+      self.blocks = nn.Sequential(*blocks)
+      self.head = nn.Linear(512, NUM_CLASSES)
+      lecun_(self.head)
+      for m in self.modules():
+        if isinstance(m, nn.Conv2d):  # He normal, fan-out, as cnnjax's ResNet.
+          nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+      return self.head(torch.mean(self.blocks(self.stem(x)), dim=(2, 3)))
+
+  return {"lenet5": LeNet5, "resnet18_cifar": ResNet18Cifar}[model_name]()
+
+
+def torch_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
+                    compiled: bool) -> _common.Contender:
+  """PyTorch eager (or ``torch.compile``-d module): zero_grad, forward, loss, backward, Adam."""
+  import torch
+
+  torch.manual_seed(0)
+  model = torch_model(model_name).train()
+  module = torch.compile(model) if compiled else model
+  opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+  x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # NCHW.
+  y = torch.from_numpy(labels.astype(np.int64))
+  holder: dict[str, Any] = {}
+
+  def run(n: int):
+    for _ in range(n):
+      opt.zero_grad(set_to_none=True)
+      loss = torch.nn.functional.cross_entropy(module(x), y)
+      loss.backward()
+      opt.step()
+    holder["loss"] = loss.detach()
+
+  c = _common.Contender("torch_compile" if compiled else "torch", run, len(labels),
+                        setup=lambda: run(1))
+  c.info["_final_loss"] = lambda: float(holder["loss"])
+  c.info["threads"] = torch.get_num_threads()
+  return c
+
+
+# --- main ---------------------------------------------------------------------------
+
+
+def build(contender: str, model_name: str, images, labels, lowerings) -> list[_common.Contender]:
+  if contender == "cnnjax":
+    return [cnnjax_contender(model_name, images, labels, low) for low in lowerings]
+  if contender == "flax":
+    return [flax_contender(model_name, images, labels)]
+  return [torch_contender(model_name, images, labels, compiled=contender == "torch_compile")]
+
+
+def ratio(a: dict, b: dict | None) -> float:
+  if b is None or "median" not in a or "median" not in b:
+    return math.nan
+  return a["median"] / b["median"]
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--models", default=",".join(MODELS))
+  parser.add_argument("--batch", default="128", help="batch size(s), comma separated")
+  parser.add_argument("--contenders", default=",".join(CONTENDERS))
+  parser.add_argument("--lowerings", default="auto",
+                      help="cnnjax conv lowerings to time, e.g. 'auto,lax' (ops.default_lowering)")
+  parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
+  parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+  parser.add_argument("--image-size", type=int, default=32)
+  parser.add_argument("--out", default="benchmarks/results/train_step.json")
+  parser.add_argument("--smoke", action="store_true",
+                      help="batch 8, a few steps, finite-loss checks (correctness only)")
+  parser.add_argument("--allow-xla-flags", action="store_true")
+  args = parser.parse_args(argv)
+  if not args.allow_xla_flags:
+    _common.check_single_device_xla_flags()
+  if args.smoke:
+    args.batch, args.seconds, args.rounds = "8", 0.2, 2
+  contenders = [c for c in args.contenders.split(",") if c]
+  unknown = sorted(set(contenders) - set(CONTENDERS))
+  if unknown:
+    parser.error(f"unknown contenders {unknown}; expected some of {list(CONTENDERS)}")
+  models_ = [m for m in args.models.split(",") if m]
+  if set(models_) - set(MODELS):
+    parser.error(f"unknown models {sorted(set(models_) - set(MODELS))}; expected some of {list(MODELS)}")
+  lowerings = [v for v in args.lowerings.split(",") if v]
+  if any(c.startswith("torch") for c in contenders):
+    try:
+      import torch  # noqa: F401
+    except ImportError:
+      print("torch is not installed (pip install 'cnnjax[bench]'): PyTorch contenders skipped")
+      contenders = [c for c in contenders if not c.startswith("torch")]
+
+  record: dict[str, Any] = {"benchmark": "train_step", "environment": _common.environment(),
+                            "seconds": args.seconds, "rounds": args.rounds,
+                            "smoke": args.smoke, "results": []}
+  rows = []
+  for batch in (int(b) for b in args.batch.split(",")):
+    for model_name in models_:
+      print(f"{model_name}, batch {batch}:", flush=True)
+      images, labels = synthetic_batch(batch, args.image_size)
+      group = [c for name in contenders for c in build(name, model_name, images, labels, lowerings)]
+      _common.interleave(group, args.seconds, args.rounds)
+      summaries = {}
+      for c in group:
+        loss_fn = c.info.pop("_final_loss")
+        if c.error is None:
+          c.info["final_loss"] = loss_fn()
+          if not math.isfinite(c.info["final_loss"]):
+            c.error = f"non-finite loss {c.info['final_loss']}"
+        s = c.summary()
+        s["first_call_s"] = s.pop("setup_s")
+        summaries[c.name] = s
+      base = summaries.get("cnnjax")
+      entry = {"model": model_name, "batch": batch, "contenders": summaries}
+      if base is not None:
+        entry["ratios"] = {f"cnnjax/{k}": ratio(base, v) for k, v in summaries.items() if k != "cnnjax"}
+      record["results"].append(entry)
+      for name, s in summaries.items():
+        r = entry.get("ratios", {}).get(f"cnnjax/{name}", math.nan)
+        rows.append([model_name, batch, name, _common.fmt_rate(s),
+                     f"{s.get('step_ms', math.nan):.1f}", f"{s['first_call_s']:.1f}",
+                     f"{s.get('own_cores', math.nan):.2f}",
+                     "—" if math.isnan(r) else f"{r:.2f}"])
+  record["environment"]["loadavg_at_end"] = os.getloadavg()
+  _common.write_json(args.out, record)
+  print()
+  print(_common.markdown_table(
+      ["model", "batch", "contender", "images/s median (min–max)", "step ms",
+       "first call s", "cores used", "cnnjax / this"], rows))
+  print(f"\nwritten {args.out}; load average {os.getloadavg()}")
+  errors = [(e["model"], n, s["error"]) for e in record["results"]
+            for n, s in e["contenders"].items() if s.get("error")]
+  if args.smoke and errors:
+    print(f"errors: {errors}")
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

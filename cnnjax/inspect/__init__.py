@@ -1,0 +1,74 @@
+"""Looking inside and reusing trained networks.
+
+* ``filters``: ``plot_filters``, ``plot_filter_kernels``, ``normalize_filters``,
+  ``make_grid``; the hand-crafted kernels of the course material
+  (``hand_crafted_filters``, ``apply_filter``, ``plot_hand_crafted``) on a
+  real photograph (``sample_image``).
+* ``features``: ``activations`` of named layers (Flax
+  ``capture_intermediates`` filtered by module path, or sown values),
+  ``layer_names``, ``plot_activations``, ``extract_features`` (embeddings for
+  k-NN).
+* ``transfer``: ``load_backbone``, ``transfer_optimizer`` (frozen or
+  fine-tuned backbone with ``optax.partition``), ``frozen_apply`` (frozen
+  BatchNorm statistics), ``fit``, ``accuracy``.
+* ``runs``: ``load_run(workdir)`` (model and variables of a trained run),
+  ``split_arrays``.
+
+Pictures are PNG files written with matplotlib's Agg canvas.
+"""
+
+from cnnjax.inspect.features import (
+    activation_grid,
+    activations,
+    extract_features,
+    layer_names,
+    plot_activations,
+)
+from cnnjax.inspect.filters import (
+    apply_filter,
+    cross_image,
+    filter_grid,
+    hand_crafted_filters,
+    make_grid,
+    normalize_filters,
+    plot_filter_kernels,
+    plot_filters,
+    plot_hand_crafted,
+    sample_image,
+)
+from cnnjax.inspect.runs import Run, load_run, split_arrays
+from cnnjax.inspect.transfer import (
+    accuracy,
+    backbone_labels,
+    fit,
+    frozen_apply,
+    load_backbone,
+    transfer_optimizer,
+)
+
+__all__ = [
+    "Run",
+    "accuracy",
+    "activation_grid",
+    "activations",
+    "apply_filter",
+    "backbone_labels",
+    "cross_image",
+    "extract_features",
+    "filter_grid",
+    "fit",
+    "frozen_apply",
+    "hand_crafted_filters",
+    "layer_names",
+    "load_backbone",
+    "load_run",
+    "make_grid",
+    "normalize_filters",
+    "plot_activations",
+    "plot_filter_kernels",
+    "plot_filters",
+    "plot_hand_crafted",
+    "sample_image",
+    "split_arrays",
+    "transfer_optimizer",
+]

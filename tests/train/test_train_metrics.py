@@ -1,0 +1,82 @@
+"""Host-side metrics, the metrics file and the device-copy check of Parallel.host_state."""
+
+import json
+import jax
+import numpy as np
+import pytest
+from flax import struct
+
+from cnnjax.train import metrics as metrics_lib
+from cnnjax.train.parallel import Parallel
+
+
+def test_sum_and_summarize_count_examples_not_steps():
+  steps = [{"loss_sum": 4.0, "correct": 3.0, "count": 4.0, "grad_norm": 1.0},
+           {"loss_sum": 1.0, "correct": 1.0, "count": 1.0, "grad_norm": 3.0}]
+  summed = metrics_lib.sum_metrics(steps)
+  assert summed == {"loss_sum": 5.0, "correct": 4.0, "count": 5.0, "grad_norm": 2.0}
+  from cnnjax.train.steps import summarize
+  out = summarize(summed)
+  assert out["loss"] == pytest.approx(1.0) and out["accuracy"] == pytest.approx(0.8)
+
+
+def test_first_nonfinite_names_the_step():
+  steps = [{"loss_sum": 1.0, "skipped": 0.0}, {"loss_sum": np.nan, "skipped": 1.0},
+           {"loss_sum": np.inf, "skipped": 0.0}]
+  assert metrics_lib.first_nonfinite(steps, first_step=11) == 13  # a skipped step is not a stop
+  assert metrics_lib.first_nonfinite(steps[:2], first_step=11) is None
+
+
+def test_writer_only_writes_when_enabled_and_truncates_on_resume(tmp_path):
+  writer = metrics_lib.MetricsWriter(str(tmp_path))
+  for step in (1, 2, 3):
+    writer.write(step, "train", {"loss": np.float32(0.5), "accuracy": 1})
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 4, "spl')  # a line cut by a kill
+  assert [e["step"] for e in metrics_lib.read_events(str(tmp_path / "metrics.jsonl"))] == [1, 2, 3]
+  metrics_lib.truncate_events(str(tmp_path / "metrics.jsonl"), 2)
+  with open(tmp_path / "metrics.jsonl") as f:
+    assert [json.loads(line)["step"] for line in f] == [1, 2]
+  quiet = metrics_lib.MetricsWriter(str(tmp_path / "other"), enabled=False)
+  event = quiet.write(5, "eval", {"loss": 1.0})
+  assert event == {"step": 5, "split": "eval", "loss": 1.0}
+  assert not (tmp_path / "other").exists()
+
+
+def test_plots_are_written(tmp_path):
+  writer = metrics_lib.MetricsWriter(str(tmp_path))
+  for step in (1, 2):
+    writer.write(step, "train", {"loss": 1.0 / step, "accuracy": 0.5 * step})
+  writer.write(2, "eval", {"loss": 0.7, "accuracy": 0.6})
+  paths = metrics_lib.plot_curves(str(tmp_path / "metrics.jsonl"), str(tmp_path / "plots"))
+  assert sorted(p.rsplit("/", 1)[1] for p in paths) == ["accuracy.png", "loss.png"]
+  with open(paths[0], "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tensorboard_events_or_a_clear_error(tmp_path):
+  try:
+    import tensorboardX  # noqa: F401
+  except ImportError:
+    with pytest.raises(ValueError, match="pip install tensorboardX"):
+      metrics_lib.MetricsWriter(str(tmp_path), tensorboard=True)
+  else:
+    writer = metrics_lib.MetricsWriter(str(tmp_path), tensorboard=True)
+    writer.write(1, "train", {"loss": 1.0})
+    writer.close()
+    assert list((tmp_path / "tensorboard").iterdir())
+
+
+@struct.dataclass
+class _State:
+  batch_stats: dict
+
+
+def test_host_state_refuses_device_copies_that_differ():
+  parallel = Parallel("pmap", jax.local_devices()[:2])
+  device_state = parallel.put_state(_State({"mean": np.zeros(3, np.float32)}))
+  assert np.array_equal(parallel.host_state(device_state).batch_stats["mean"], np.zeros(3))
+  different = np.stack([np.zeros(3, np.float32), np.ones(3, np.float32)])
+  device_state = _State({"mean": jax.device_put(different, parallel._local_split)})
+  with pytest.raises(ValueError, match=r"device copies of batch_stats\['mean'\] differ"):
+    parallel.host_state(device_state)
