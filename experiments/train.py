@@ -8,14 +8,27 @@ Usage::
 Re-running on a work directory that holds a checkpoint resumes from it;
 ``--fresh`` moves the old run aside and starts over. All logic lives in
 ``cnnjax.train.train_and_evaluate``.
+
+Several processes: add ``--config.distributed.coordinator_address=HOST:PORT
+--config.distributed.num_processes=N --config.distributed.process_id=I`` (and
+``--config.distributed.heartbeat_timeout_s=S``: a lost process ends the others
+within about ``S`` seconds); see ``cnnjax.train.distributed``.
+
+Exit status: 0 done; 2 a configuration, data or input mistake (one ``error:``
+line, nothing compiled); 1 a checkpoint that could not be written, a NaN/Inf
+loss, or processes that lost each other; 128 + signal after SIGTERM/SIGINT
+(a checkpoint was written; rerun to resume).
 """
 
+import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cnnjax.train import Preempted, train_and_evaluate
+from cnnjax.train import CheckpointError, NonFiniteLossError, Preempted, train_and_evaluate
+from cnnjax.train import distributed
 from cnnjax.train.config import check_override_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -29,24 +42,38 @@ flags.mark_flags_as_required(["config"])
 def _parse(argv):
   try:
     check_override_flags(argv[1:])
-  except ValueError as e:
+    return flags.FLAGS(argv)
+  except (ValueError, flags.Error) as e:
+    # e.g. --config.batch_size=abc: one line naming the flag and the value.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  return flags.FLAGS(argv)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
+  multi_process = False
   try:
+    multi_process = distributed.initialize(_CONFIG.value)
     train_and_evaluate(_CONFIG.value, _WORKDIR.value, fresh=_FRESH.value)
   except Preempted as e:
     print(e, file=sys.stderr)
     sys.exit(e.exit_code)
-  except ValueError as e:
+  except (ValueError, TypeError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except (CheckpointError, NonFiniteLossError, distributed.DistributedError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  except jax.errors.JaxRuntimeError as e:
+    if not multi_process:
+      raise
+    # A collective failed because another process is gone. Leave at once: the
+    # shutdown barrier would wait distributed.shutdown_timeout_s for it.
+    print(f"error: {distributed.lost_process_message(e)}", file=sys.stderr, flush=True)
+    os._exit(1)
+  distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -69,12 +69,13 @@ def init(model, seed: int, example):
 
 def run(workdir: str, *, quick: bool = False, steps: int | None = None, per_class: int = 10,
         seeds: int | None = None, pretrain_steps: int | None = None, lr: float = 0.05,
-        backbone_lr_factor: float = 0.1, width: int = 32) -> dict:
+        backbone_lr_factor: float = 0.1, width: int | None = None) -> dict:
   """Runs the experiment; returns the results written to ``results.json``."""
   start = time.time()
   steps = steps or (40 if quick else 200)
   seeds = seeds or (1 if quick else 3)
   pretrain_steps = pretrain_steps or (60 if quick else 400)
+  width = width or (8 if quick else 32)
   train_x, train_y = ci.split_arrays("digits", "train")
   test_x, test_y = ci.split_arrays("digits", "test")
   src_x, src_y = select(train_x, train_y, SOURCE)
@@ -123,6 +124,7 @@ def run(workdir: str, *, quick: bool = False, steps: int | None = None, per_clas
       "batch_size": batch,
       "learning_rate": lr,
       "backbone_lr_factor": backbone_lr_factor,
+      "width": width,
       "accuracy": results,
       "wall_time_s": time.time() - start,
   }

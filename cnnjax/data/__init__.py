@@ -17,14 +17,16 @@ Sources (``cnnjax.data.sources``)
 Contract used by ``cnnjax.train``::
 
   DatasetInfo(name, image_shape=(H, W, C), num_classes, splits={split: count})
-  dataset_info(name, *, data_dir=None) -> DatasetInfo
+      # H, W are None for variable-size data sets (imagenet2012) until resized
+  dataset_info(name, *, data_dir=None, image_size=None) -> DatasetInfo
   ensure_prepared(name, *, data_dir=None) -> None
       # prepares embedded data sets; raises DatasetNotPreparedError (a
       # ValueError) with the preparing command for an unprepared TFDS data set,
       # ValueError listing the known names for an unknown one.
   make_loader(name, split, *, batch_size, train, seed, data_dir=None,
               pipeline='memory' | 'grain', subset=None, process_index=None,
-              process_count=None, worker_count=0) -> Loader
+              process_count=None, worker_count=0, image_size=None) -> Loader
+      # image_size: resize (shorter side to image_size / 0.875, centre crop)
 
 A ``Loader`` yields ``{'image': (B, H, W, C) float32, 'label': (B,) int32,
 'mask': (B,) bool}`` with ``B = batch_size // process_count`` (``batch_size``

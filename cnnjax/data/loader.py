@@ -143,8 +143,8 @@ class Loader:
   def __init__(
       self, name: str, split: str, *, batch_size: int, train: bool, seed: int,
       data_dir: str | None, pipeline: str, subset: int | None,
-      process_index: int, process_count: int, worker_count: int):
-    source, info = sources.open_split(name, split, data_dir=data_dir)
+      process_index: int, process_count: int, worker_count: int, image_size: int | None = None):
+    source, info = sources.open_split(name, split, data_dir=data_dir, image_size=image_size)
     available = len(source)
     if subset is not None:
       if not isinstance(subset, int) or subset < 1:
@@ -166,7 +166,7 @@ class Loader:
     self.local_batch_size = self.plan.local_batch_size
     self.steps_per_epoch = self.plan.steps_per_epoch
     self.worker_count = worker_count
-    self._mean, self._std = sources.channel_stats(name, data_dir=data_dir)
+    self._mean, self._std = sources.channel_stats(name, data_dir=data_dir, image_size=image_size)
     self._step = 0
     self._source = source
     self._grain_iter = None
@@ -286,6 +286,7 @@ def make_loader(
     process_index: int | None = None,
     process_count: int | None = None,
     worker_count: int = 0,
+    image_size: int | None = None,
 ) -> Loader:
   """Batches of one split of a data set, sharded over processes (see module docstring).
 
@@ -302,6 +303,10 @@ def make_loader(
     process_index, process_count: this process and the number of processes;
       default ``jax.process_index()`` and ``jax.process_count()``.
     worker_count: Grain prefetch worker processes (``pipeline='grain'``).
+    image_size: resize every image to ``image_size`` x ``image_size``
+      (shorter side to ``image_size / 0.875``, centre crop; random crops and
+      flips belong to the on-device augmentation). Required for data sets of
+      variable image size such as ``imagenet2012``.
 
   Returns:
     A ``Loader`` yielding ``{'image': (B / P, H, W, C) float32, 'label':
@@ -331,4 +336,4 @@ def make_loader(
   return Loader(
       name, split, batch_size=int(batch_size), train=bool(train), seed=int(seed),
       data_dir=data_dir, pipeline=pipeline, subset=subset, process_index=int(process_index),
-      process_count=int(process_count), worker_count=worker_count)
+      process_count=int(process_count), worker_count=worker_count, image_size=image_size)

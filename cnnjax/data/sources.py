@@ -48,15 +48,39 @@ class DatasetInfo:
 
   Attributes:
     name: the name it was opened with.
-    image_shape: ``(H, W, C)`` of every image.
+    image_shape: ``(H, W, C)`` of every image; ``H`` and ``W`` are ``None``
+      for data sets of variable image size (e.g. ``imagenet2012``) until an
+      ``image_size`` is chosen.
     num_classes: number of labels; labels are ``0 .. num_classes - 1``.
     splits: split name -> number of examples.
   """
 
   name: str
-  image_shape: tuple[int, int, int]
+  image_shape: tuple[int | None, int | None, int]
   num_classes: int
   splits: dict[str, int]
+
+  @property
+  def variable_size(self) -> bool:
+    """Whether images differ in size, so that an ``image_size`` must be chosen."""
+    return any(d is None for d in self.image_shape[:2])
+
+  def resized(self, image_size: int | None) -> DatasetInfo:
+    """This info with images resized to ``image_size`` x ``image_size`` (None: unchanged).
+
+    Raises:
+      ValueError: the data set has variable image sizes and no ``image_size``
+        was given.
+    """
+    if image_size:
+      if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
+      return dataclasses.replace(self, image_shape=(image_size, image_size, self.image_shape[2]))
+    if self.variable_size:
+      raise ValueError(
+          f"data set {self.name!r} has images of variable size {self.image_shape}; expected "
+          f"an image_size to resize them to (config: --config.data.image_size=224)")
+    return self
 
 
 def image_folder(
@@ -169,10 +193,10 @@ def _tfds_info(name: str, builder: tfds.core.DatasetBuilder) -> DatasetInfo:
         f"TFDS data set {name!r} has features {list(features.keys())}; expected an "
         f"image and a class label (supervised_keys {image_key!r}, {label_key!r})")
   shape = tuple(features[image_key].shape)
-  if len(shape) != 3 or any(d is None for d in shape):
+  if len(shape) != 3 or shape[2] is None:
     raise ValueError(
-        f"TFDS data set {name!r} has images of shape {shape}; expected a fixed (H, W, C) "
-        f"shape (variable-size data sets need resizing, not supported by make_loader)")
+        f"TFDS data set {name!r} has images of shape {shape}; expected (H, W, C) with a "
+        f"known number of channels")
   num_classes = getattr(features[label_key], "num_classes", None)
   if not num_classes:
     raise ValueError(f"TFDS data set {name!r}: feature {label_key!r} is not a ClassLabel")
@@ -195,37 +219,55 @@ def ensure_prepared(name: str, *, data_dir: str | None = None) -> None:
   dataset_info(name, data_dir=data_dir)
 
 
-def dataset_info(name: str, *, data_dir: str | None = None) -> DatasetInfo:
-  """Image shape, number of classes and split sizes of ``name`` (preparing embedded ones)."""
+def dataset_info(
+    name: str, *, data_dir: str | None = None, image_size: int | None = None
+) -> DatasetInfo:
+  """Image shape, number of classes and split sizes of ``name`` (preparing embedded ones).
+
+  With ``image_size``, ``image_shape`` is that of the resized images the
+  loaders yield. Without it, variable-size data sets report ``None`` for
+  ``H`` and ``W``.
+  """
   if not isinstance(name, str) or not name:
     raise TypeError(f"data set name must be a non-empty str, got {name!r}")
   scanned = _folder(name)
-  if scanned is not None:
-    return _folder_info(name, scanned)
-  return _tfds_info(name, _builder(name, data_dir))
+  info = _folder_info(name, scanned) if scanned is not None else _tfds_info(name, _builder(name, data_dir))
+  return info.resized(image_size) if image_size else info
 
 
-def open_split(name: str, split: str, *, data_dir: str | None = None) -> tuple[Any, DatasetInfo]:
+def open_split(
+    name: str, split: str, *, data_dir: str | None = None, image_size: int | None = None
+) -> tuple[Any, DatasetInfo]:
   """Opens one split as a random-access source of ``{'image', 'label'}`` examples.
+
+  Args:
+    name, split, data_dir: as ``make_loader``.
+    image_size: resize every image (shorter side to ``image_size / 0.875``,
+      then a centre crop of ``image_size``, as ImageNet evaluation does);
+      required for variable-size data sets.
 
   Returns:
     ``(source, info)``: ``source`` has ``__len__``, ``__getitem__`` and
     ``__getitems__`` returning dicts with ``image`` ``(H, W, C) uint8`` and
-    ``label``; ``info`` the data set's ``DatasetInfo``.
+    ``label``; ``info`` the data set's ``DatasetInfo`` (resized).
   """
   scanned = _folder(name)
   if scanned is not None:
     info = _folder_info(name, scanned)
     _check_split(info, split)
-    return scanned.splits[split], info
-  builder = _builder(name, data_dir)
-  info = _tfds_info(name, builder)
-  _check_split(info, split)
-  source = tfds.data_source(
-      name, split=split, data_dir=os.fspath(builder.data_dir_root), download=False)
-  image_key, label_key = _keys(builder)
-  if (image_key, label_key) != ("image", "label"):
-    source = _Renamed(source, image_key, label_key)
+    source = scanned.splits[split]
+  else:
+    builder = _builder(name, data_dir)
+    info = _tfds_info(name, builder)
+    _check_split(info, split)
+    source = tfds.data_source(
+        name, split=split, data_dir=os.fspath(builder.data_dir_root), download=False)
+    image_key, label_key = _keys(builder)
+    if (image_key, label_key) != ("image", "label"):
+      source = _Renamed(source, image_key, label_key)
+  info = info.resized(image_size)
+  if image_size:
+    source = _Resized(source, image_size)
   return source, info
 
 
@@ -256,6 +298,50 @@ class _Renamed:
     return [self._rename(e) for e in self.source.__getitems__(indices)]
 
 
+def resize_and_center_crop(image: np.ndarray, size: int, crop_fraction: float = 0.875) -> np.ndarray:
+  """Resizes the shorter side to ``round(size / crop_fraction)``, then crops the centre.
+
+  Args:
+    image: ``(H, W, C) uint8``, any ``H``, ``W``.
+    size: the side of the square output.
+
+  Returns:
+    ``(size, size, C) uint8`` (bilinear, antialiased by Pillow).
+  """
+  from PIL import Image
+
+  image = np.asarray(image)
+  height, width, channels = image.shape
+  shorter = max(size, round(size / crop_fraction))
+  scale = shorter / min(height, width)
+  new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+  resized = np.asarray(pil.resize((new_w, new_h), Image.BILINEAR))
+  top, left = (new_h - size) // 2, (new_w - size) // 2
+  out = resized[top:top + size, left:left + size]
+  return out.reshape(size, size, channels)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resized:
+  """A source whose images are resized and centre-cropped to ``size`` x ``size``."""
+
+  source: Any
+  size: int
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def _resize(self, example: dict) -> dict:
+    return {"image": resize_and_center_crop(example["image"], self.size), "label": example["label"]}
+
+  def __getitem__(self, index: int) -> dict:
+    return self._resize(self.source[index])
+
+  def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+    return [self._resize(e) for e in self.source.__getitems__(indices)]
+
+
 def read_arrays(source: Any, indices: Sequence[int], chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
   """Decodes ``source`` at ``indices`` with batched reads.
 
@@ -273,7 +359,9 @@ def read_arrays(source: Any, indices: Sequence[int], chunk: int = 1024) -> tuple
   return np.stack(images).astype(np.uint8, copy=False), np.asarray(labels, np.int32)
 
 
-def channel_stats(name: str, *, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(
+    name: str, *, data_dir: str | None = None, image_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """Per-channel mean and std of the ``train`` split, pixels scaled to ``[0, 1]``.
 
   Computed on at most ``STATS_MAX_EXAMPLES`` evenly spaced examples of the
@@ -282,13 +370,13 @@ def channel_stats(name: str, *, data_dir: str | None = None) -> tuple[np.ndarray
   Returns:
     ``(mean, std)``, each ``(C,) float32``; a zero std is replaced by 1.
   """
-  key = (name, os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None)
+  key = (name, os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None, image_size)
   with _LOCK:
     if key in _STATS:
       return _STATS[key]
   info = dataset_info(name, data_dir=data_dir)
   split = "train" if "train" in info.splits else sorted(info.splits)[0]
-  source, _ = open_split(name, split, data_dir=data_dir)
+  source, _ = open_split(name, split, data_dir=data_dir, image_size=image_size)
   n = len(source)
   if n <= STATS_MAX_EXAMPLES:
     indices = np.arange(n)

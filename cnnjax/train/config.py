@@ -44,6 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.test_split = "test"  # Split evaluated at the end (test_loss/test_accuracy).
   c.data.train_subset = config_dict.placeholder(int)  # Train on the first N examples only.
   c.data.worker_count = 0  # Grain worker processes (0: in-process).
+  c.data.image_size = 0  # Resize images to this square size (0: as stored; required for variable-size sets like imagenet2012).
 
   c.augment = ""  # On-device augmentation spec for cnnjax.data.augment.build ('' for none).
   c.mixup_alpha = 0.0  # Mixup Beta parameter; 0 disables mixup.
@@ -84,6 +85,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.plots = True  # Write plots/*.png at the end.
   c.tensorboard = False  # Also write TensorBoard events (needs the tensorboardX package).
   c.compilation_cache_dir = "~/.cache/cnnjax/jax"  # Persistent XLA cache ('' disables it).
+
+  # Several processes (cnnjax.train.distributed.initialize, called by experiments/train.py).
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator_address = config_dict.placeholder(str)  # 'host:port' of process 0; None: one process (or $JAX_COORDINATOR_ADDRESS).
+  c.distributed.num_processes = config_dict.placeholder(int)  # Number of processes (None: from the cluster environment).
+  c.distributed.process_id = config_dict.placeholder(int)  # This process, 0 .. num_processes - 1 (None: from the cluster environment).
+  c.distributed.initialization_timeout_s = 300  # Seconds for every process to reach the coordinator.
+  c.distributed.heartbeat_timeout_s = 100  # Seconds without a heartbeat before a process counts as dead.
+  c.distributed.shutdown_timeout_s = 300  # Seconds the shutdown barrier waits for the other processes.
   return c
 
 

@@ -152,7 +152,8 @@ def _model_and_info(config: ml_collections.ConfigDict):
   entry = models.spec(config.model.name)  # ValueError listing the names.
   data_dir = config.data.data_dir
   data_lib.ensure_prepared(config.data.name, data_dir=data_dir)  # DatasetNotPreparedError.
-  info = data_lib.dataset_info(config.data.name, data_dir=data_dir)
+  info = data_lib.dataset_info(
+      config.data.name, data_dir=data_dir, image_size=config.data.image_size or None)
   for split in {config.data.train_split, config.data.eval_split, config.data.test_split}:
     if split not in info.splits:
       raise ValueError(
@@ -193,7 +194,7 @@ def _loader(config, split: str, *, train: bool, batch_size: int, subset=None):
   return data_lib.make_loader(
       config.data.name, split, batch_size=batch_size, train=train, seed=config.seed,
       data_dir=config.data.data_dir, pipeline=config.data.pipeline, subset=subset,
-      worker_count=config.data.worker_count)
+      worker_count=config.data.worker_count, image_size=config.data.image_size or None)
 
 
 def _evaluate(p_eval, parallel: Parallel, state, loader) -> dict[str, float]:

@@ -30,6 +30,7 @@ def get_config(variant: str | None = None):
   c.data.name = "imagenet2012"
   c.data.pipeline = "grain"
   c.data.worker_count = 8
+  c.data.image_size = 224  # imagenet2012 images vary in size: shorter side 256, centre crop 224.
   c.data.eval_split = "validation"
   c.data.test_split = "validation"
   c.augment = "random_resized_crop(scale=(0.35, 1.0)), horizontal_flip"
@@ -51,6 +52,7 @@ def get_config(variant: str | None = None):
     c.num_epochs = 1.0
     c.data.train_subset = 256
     c.data.worker_count = 0
+    c.data.image_size = 64
     c.batch_size = 64
     c.eval_batch_size = 64
     c.optimizer.learning_rate = 0.1

@@ -25,8 +25,10 @@ def setup():
   model = models.create("digits_cnn", num_classes=3, width=4)
   trained = _init(trained_model, 0)
   # Non-trivial statistics, as after training.
-  trained["batch_stats"] = jax.tree_util.tree_map(
-      lambda s: np.random.default_rng(s.size).uniform(0.5, 1.5, s.shape).astype(np.float32),
+  rng = np.random.default_rng(1)
+  trained["batch_stats"] = jax.tree_util.tree_map_with_path(
+      lambda path, s: (rng.uniform(0.5, 1.5, s.shape) if path[-1].key == "var"
+                       else rng.normal(0, 0.1, s.shape)).astype(np.float32),
       trained["batch_stats"])
   rng = np.random.default_rng(0)
   x = rng.normal(size=(24, 8, 8, 1)).astype(np.float32)

@@ -1,0 +1,77 @@
+"""Each benchmark script runs end to end at tiny size (``--smoke``): correctness only, no timings."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(script, tmp_path, *args):
+  out = tmp_path / f"{script}.json"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # One CPU device, as benchmarked.
+  env["TFDS_DATA_DIR"] = str(tmp_path / "tfds")
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", f"{script}.py"), "--smoke",
+       "--out", str(out), *args],
+      cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return json.loads(out.read_text()), proc.stdout
+
+
+@pytest.mark.slow
+def test_train_step_smoke(tmp_path):
+  contenders = "cnnjax,flax,torch" if _has_torch() else "cnnjax,flax"
+  record, stdout = _run("train_step", tmp_path, "--models", "lenet5", "--contenders", contenders)
+  (entry,) = record["results"]
+  assert entry["model"] == "lenet5" and entry["batch"] == 8
+  assert set(entry["contenders"]) == set(contenders.split(","))
+  for s in entry["contenders"].values():
+    assert s["error"] is None and s["median"] > 0 and s["final_loss"] > 0
+  assert "cnnjax/flax" in entry["ratios"]
+  assert "| lenet5 | 8 | cnnjax |" in stdout
+
+
+@pytest.mark.slow
+def test_conv_ops_smoke(tmp_path):
+  record, _ = _run("conv_ops", tmp_path)
+  # The script cross-checks every contender's gradients and fails on a mismatch.
+  assert record["failures"] == []
+  names = [r["shape"]["name"] for r in record["results"]]
+  assert names == ["smoke conv", "smoke depthwise", "smoke transposed"]
+  for r in record["results"]:
+    assert r["auto"] in ("lax", "matmul")
+    assert {"lax", "matmul", "flax"} <= set(r["ms"])
+
+
+@pytest.mark.slow
+def test_input_pipeline_smoke(tmp_path):
+  record, _ = _run("input_pipeline", tmp_path, "--datasets", "digits,mnist",
+                   "--data-dir", str(tmp_path / "data"))
+  by_name = {r["dataset"]: r for r in record["results"]}
+  assert by_name["digits"]["image_shape"] == [8, 8, 1]
+  assert by_name["mnist"]["image_shape"] == [28, 28, 1]
+  for r in record["results"]:
+    assert set(r["pipelines"]) == {"memory", "grain"}
+    assert all(p["error"] is None and p["median"] > 0 for p in r["pipelines"].values())
+    assert all(s["median"] > 0 for s in r["steps"].values())
+
+
+@pytest.mark.slow
+def test_gpu_resnet50_smoke(tmp_path):
+  record, _ = _run("gpu_resnet50", tmp_path)
+  (r,) = record["results"]
+  assert r["batch"] == 2 and r["images_per_s"] > 0 and r["final_loss"] > 0
+  # ResNet-50 at 32x32: the analytic count scales the 224x224 figure (4.1 GMACs) by (32/224)^2 roughly.
+  assert 1e8 < record["forward_flops_per_image"] < 3e8
+
+
+def _has_torch():
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return False
+  return True

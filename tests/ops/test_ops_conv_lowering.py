@@ -1,0 +1,102 @@
+"""``ops.conv``'s lowering choice: 'matmul' equals 'lax'; the 'auto' rule; overrides."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax import layers, ops
+
+CASES = [
+    dict(x=(2, 9, 9, 3), w=(3, 3, 3, 4), kwargs=dict(padding="SAME")),
+    dict(x=(2, 10, 9, 3), w=(5, 5, 3, 6), kwargs=dict(padding="VALID", strides=2)),
+    dict(x=(2, 8, 8, 4), w=(3, 3, 1, 8), kwargs=dict(padding=1, feature_group_count=4)),
+    dict(x=(2, 8, 8, 2), w=(3, 3, 2, 3), kwargs=dict(padding="CIRCULAR", rhs_dilation=2)),
+    dict(x=(2, 5, 5, 3), w=(3, 3, 3, 2), kwargs=dict(padding=((1, 2), (1, 2)), lhs_dilation=2)),
+    dict(x=(2, 12, 3), w=(3, 3, 5), kwargs=dict(padding="CAUSAL")),
+    dict(x=(1, 4, 5, 6, 2), w=(2, 2, 2, 2, 3), kwargs=dict(padding="REFLECT", strides=(1, 2, 1))),
+]
+
+
+def _operands(case, seed=0):
+  kx, kw, kb = jax.random.split(jax.random.key(seed), 3)
+  x = jax.random.normal(kx, case["x"])
+  w = jax.random.normal(kw, case["w"])
+  b = jax.random.normal(kb, case["w"][-1:])
+  return x, w, b
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['x']}-{c['kwargs']}")
+def test_matmul_lowering_equals_lax(case):
+  x, w, b = _operands(case)
+
+  def loss(lowering, x, w, b):
+    y = ops.conv(x, w, b, lowering=lowering, **case["kwargs"])
+    return jnp.sum(jnp.sin(y)), y
+
+  (_, y_lax), g_lax = jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)("lax", x, w, b)
+  (_, y_mm), g_mm = jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)("matmul", x, w, b)
+  np.testing.assert_allclose(y_mm, y_lax, rtol=1e-5, atol=1e-4)
+  for a, e in zip(g_mm, g_lax):
+    np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-3)
+
+
+def _primitives(fn, *args):
+  return {e.primitive.name for e in jax.make_jaxpr(fn)(*args).eqns}
+
+
+def test_lowering_selects_the_formulation():
+  x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+  assert "conv_general_dilated" in _primitives(lambda x, w: ops.conv(x, w, lowering="lax"), x, w)
+  matmul = _primitives(lambda x, w: ops.conv(x, w, lowering="matmul"), x, w)
+  assert "conv_general_dilated" not in matmul and "dot_general" in matmul
+
+
+def test_auto_rule():
+  first_layer = dict(strides=(1, 1), lhs_dilation=(1, 1))
+  # LeNet-5's first layer at batch 256 on CPU: the measured slow case of lax.
+  assert ops.choose_lowering((256, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "matmul"
+  # Off CPU, always lax.
+  for backend in ("gpu", "tpu"):
+    assert ops.choose_lowering((256, 32, 32, 3), (5, 5, 3, 6), backend=backend, **first_layer) == "lax"
+  # Many input channels, small batches, groups or input dilation: lax.
+  assert ops.choose_lowering((256, 32, 32, 64), (3, 3, 64, 64), backend="cpu", **first_layer) == "lax"
+  assert ops.choose_lowering((2, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "lax"
+  assert ops.choose_lowering((256, 32, 32, 4), (3, 3, 1, 4), feature_group_count=4,
+                             backend="cpu", **first_layer) == "lax"
+  assert ops.choose_lowering((256, 32, 32, 3), (3, 3, 3, 4), strides=(1, 1), lhs_dilation=(2, 2),
+                             backend="cpu") == "lax"
+
+
+def test_auto_follows_the_rule_and_the_override():
+  big, w = jnp.ones((256, 32, 32, 3)), jnp.ones((5, 5, 3, 6))
+  expected = ops.choose_lowering(big.shape, w.shape, strides=(1, 1), lhs_dilation=(1, 1))
+  prims = _primitives(lambda x, w: ops.conv(x, w), big, w)
+  assert ("conv_general_dilated" in prims) == (expected == "lax")
+  with ops.default_lowering("matmul"):
+    assert "conv_general_dilated" not in _primitives(lambda x, w: ops.conv(x, w), big, w)
+    # An explicit argument wins over the context.
+    assert "conv_general_dilated" in _primitives(
+        lambda x, w: ops.conv(x, w, lowering="lax"), big, w)
+  with ops.default_lowering("lax"):
+    assert "conv_general_dilated" in _primitives(lambda x, w: ops.conv(x, w), big, w)
+
+
+def test_unknown_lowering_is_an_error():
+  x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1))
+  with pytest.raises(ValueError, match="lowering must be one of"):
+    ops.conv(x, w, lowering="im2col")
+  with pytest.raises(ValueError, match="lowering must be one of"):
+    with ops.default_lowering("fast"):
+      pass
+
+
+def test_conv_layer_lowering_field():
+  x = jax.random.normal(jax.random.key(1), (2, 9, 9, 3))
+  lax_layer = layers.Conv(5, (3, 3), strides=2, lowering="lax")
+  variables = lax_layer.init(jax.random.key(0), x)
+  mm_layer = layers.Conv(5, (3, 3), strides=2, lowering="matmul")
+  np.testing.assert_allclose(mm_layer.apply(variables, x), lax_layer.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+  prims = _primitives(lambda v, x: mm_layer.apply(v, x), variables, x)
+  assert "conv_general_dilated" not in prims
