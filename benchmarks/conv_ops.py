@@ -59,6 +59,7 @@ class Shape:
 
 SHAPES = (
     Shape("lenet conv1 b128", 128, 32, 3, 6, 5, input_grad=False),
+    Shape("lenet conv1 b192", 192, 32, 3, 6, 5, input_grad=False),
     Shape("lenet conv1 b256", 256, 32, 3, 6, 5, input_grad=False),
     Shape("lenet conv1 b512", 512, 32, 3, 6, 5, input_grad=False),
     Shape("lenet conv1 b32", 32, 32, 3, 6, 5, input_grad=False),
@@ -206,15 +207,12 @@ def operands(s: Shape, seed: int = 0):
 
 
 def auto_choice(s: Shape) -> str:
+  """What ``ops.choose_lowering`` picks for the shape on CPU."""
   from cnnjax import ops
-  a = jax_arguments(s)
-  rank = 2
-  strides = (a.get("strides", 1),) * rank
-  lhs = (a.get("lhs_dilation", 1),) * rank
+
   c_in_g = s.c_in // (1 if s.transpose else s.groups)
   return ops.choose_lowering((s.batch, s.size, s.size, s.c_in), (s.kernel, s.kernel, c_in_g, s.c_out),
-                             strides=strides, lhs_dilation=lhs,
-                             feature_group_count=a.get("feature_group_count", 1), backend="cpu")
+                             backend="cpu", **jax_arguments(s))
 
 
 def main(argv: list[str] | None = None) -> int:

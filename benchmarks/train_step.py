@@ -26,6 +26,7 @@ one step) separately. Run it on an idle machine::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import os
@@ -55,9 +56,38 @@ def synthetic_batch(batch: int, size: int, seed: int = 0) -> tuple[np.ndarray, n
 # --- cnnjax: the engine's path ------------------------------------------------------
 
 
+@contextlib.contextmanager
+def elide_single_device_collectives():
+  """Within the block, ``lax.pmean``/``lax.psum`` over an axis of size 1 return their input.
+
+  Simulates a library change for measuring it: with one device the
+  collectives compute nothing, but XLA:CPU still emits an ``all-reduce`` per
+  call, each a fusion barrier (26 of them in ResNet-18-CIFAR's step).
+  """
+  from jax import lax
+
+  pmean, psum = lax.pmean, lax.psum
+
+  def wrap(fn):
+    def collective(x, axis_name, **kwargs):
+      if lax.axis_size(axis_name) == 1:
+        return x
+      return fn(x, axis_name, **kwargs)
+    return collective
+
+  lax.pmean, lax.psum = wrap(pmean), wrap(psum)
+  try:
+    yield
+  finally:
+    lax.pmean, lax.psum = pmean, psum
+
+
 def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
-                     lowering: str = "auto") -> _common.Contender:
-  """The engine's ``pmap(train_step)`` on one device, with ``ops.default_lowering(lowering)``."""
+                     lowering: str = "auto", elide_collectives: bool = False) -> _common.Contender:
+  """The engine's ``pmap(train_step)`` on one device, with ``ops.default_lowering(lowering)``.
+
+  ``elide_collectives`` traces the step under ``elide_single_device_collectives``.
+  """
   import jax
 
   from cnnjax import models, ops, train
@@ -74,7 +104,8 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
   step = functools.partial(train.train_step, num_classes=NUM_CLASSES)
 
   def setup():
-    with ops.default_lowering(lowering):
+    elide = elide_single_device_collectives() if elide_collectives else contextlib.nullcontext()
+    with ops.default_lowering(lowering), elide:
       host = jax.device_get(train.create_train_state(
           model, tx, seed=0, input_shape=(1, *images.shape[1:])))
       holder["state"] = parallel.put_state(host)
@@ -94,7 +125,8 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
     m = parallel.host_metrics(holder["metrics"])
     return float(m["loss_sum"]) / float(m["count"])
 
-  name = "cnnjax" if lowering == "auto" else f"cnnjax[{lowering}]"
+  tags = ([] if lowering == "auto" else [lowering]) + (["no 1-device collectives"] if elide_collectives else [])
+  name = f"cnnjax[{', '.join(tags)}]" if tags else "cnnjax"
   c = _common.Contender(name, run, len(labels), setup=setup)
   c.info["_final_loss"] = final_loss
   return c
@@ -299,9 +331,13 @@ def torch_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
 # --- main ---------------------------------------------------------------------------
 
 
-def build(contender: str, model_name: str, images, labels, lowerings) -> list[_common.Contender]:
+def build(contender: str, model_name: str, images, labels, lowerings,
+          elide: bool = False) -> list[_common.Contender]:
   if contender == "cnnjax":
-    return [cnnjax_contender(model_name, images, labels, low) for low in lowerings]
+    out = [cnnjax_contender(model_name, images, labels, low) for low in lowerings]
+    if elide:
+      out.append(cnnjax_contender(model_name, images, labels, lowerings[0], elide_collectives=True))
+    return out
   if contender == "flax":
     return [flax_contender(model_name, images, labels)]
   return [torch_contender(model_name, images, labels, compiled=contender == "torch_compile")]
@@ -320,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--contenders", default=",".join(CONTENDERS))
   parser.add_argument("--lowerings", default="auto",
                       help="cnnjax conv lowerings to time, e.g. 'auto,lax' (ops.default_lowering)")
+  parser.add_argument("--elide-collectives", action="store_true",
+                      help="also time cnnjax with collectives over the 1-device axis elided")
   parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
   parser.add_argument("--image-size", type=int, default=32)
@@ -355,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     for model_name in models_:
       print(f"{model_name}, batch {batch}:", flush=True)
       images, labels = synthetic_batch(batch, args.image_size)
-      group = [c for name in contenders for c in build(name, model_name, images, labels, lowerings)]
+      group = [c for name in contenders for c in build(name, model_name, images, labels, lowerings,
+                                                   args.elide_collectives)]
       _common.interleave(group, args.seconds, args.rounds)
       summaries = {}
       for c in group:

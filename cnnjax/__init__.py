@@ -3,10 +3,25 @@
 Layers of the package, each importing only from the ones before it:
 ``ops`` (pure array functions) → ``layers`` (linen modules) → ``blocks`` →
 ``models``; ``data``; ``train``; ``inspect``; ``testing``.
+
+``cnnjax.summary(model, input_shape)`` prints a table of a model's layers with
+output shapes, parameters and multiply-accumulates.
 """
 
-from cnnjax import ops
+from cnnjax import blocks, data, inspect, layers, models, ops, testing, train
+from cnnjax.inspect.summary import summary
 
 __version__ = "0.1.0"
 
-__all__ = ["ops", "__version__"]
+__all__ = [
+    "__version__",
+    "blocks",
+    "data",
+    "inspect",
+    "layers",
+    "models",
+    "ops",
+    "summary",
+    "testing",
+    "train",
+]

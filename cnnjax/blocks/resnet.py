@@ -27,16 +27,31 @@ from cnnjax.ops.arithmetic import PaddingLike
 Array = jax.Array
 
 
+def _downsample(block: nn.Module, y: Array, strides: tuple[int, ...]) -> tuple[Array, Array | None]:
+  """The main path's antialiased downsampling; also the phase it kept, for APS.
+
+  A ``PolyphaseDownsample`` chooses a polyphase component per example; the
+  shortcut must keep the same one, or the residual sum stops being a shifted
+  copy of the unshifted sum and the block loses its shift invariance.
+  """
+  module = block.downsample(strides=strides, name="downsample")
+  if hasattr(module, "with_index"):
+    return module.with_index(y)
+  return module(y), None
+
+
 def _shortcut(block: nn.Module, x: Array, features: int, strides: tuple[int, ...],
-              train: bool) -> Array:
+              train: bool, index: Array | None = None) -> Array:
   """Identity, or (downsample →) 1x1 conv → norm when the shape changes.
 
   Submodules ``shortcut_downsample``, ``shortcut_conv``, ``shortcut_norm``.
+  ``index`` is the polyphase component the main path kept (APS), reused here.
   """
   if x.shape[-1] == features and all(s == 1 for s in strides):
     return x
   if block.downsample is not None and any(s > 1 for s in strides):
-    x = block.downsample(strides=strides, name="shortcut_downsample")(x)
+    module = block.downsample(strides=strides, name="shortcut_downsample")
+    x = module(x) if index is None else module(x, index)
     strides = (1, 1)
   x = block.conv(features, (1, 1), strides=strides, padding=((0, 0), (0, 0)),
                  name="shortcut_conv")(x)
@@ -93,11 +108,12 @@ class BasicBlock(nn.Module):
     y = self.conv(self.features, k, strides=(1, 1) if antialias else strides,
                   padding=conv_padding(self.padding, k), name="conv1")(x)
     y = self.act(apply_norm(make_norm(self.norm, "norm1"), y, train))
+    index = None
     if antialias:
-      y = self.downsample(strides=strides, name="downsample")(y)
+      y, index = _downsample(self, y, strides)
     y = self.conv(self.features, k, padding=conv_padding(self.padding, k), name="conv2")(y)
     y = apply_norm(make_norm(self.norm, "norm2", self.zero_init_last_norm), y, train)
-    return self.act(y + _shortcut(self, x, self.features, strides, train))
+    return self.act(y + _shortcut(self, x, self.features, strides, train, index))
 
 
 class Bottleneck(nn.Module):
@@ -142,8 +158,9 @@ class Bottleneck(nn.Module):
     y = self.conv(self.features, (3, 3), strides=(1, 1) if antialias else strides,
                   padding=conv_padding(self.padding, (3, 3)), name="conv2")(y)
     y = self.act(apply_norm(make_norm(self.norm, "norm2"), y, train))
+    index = None
     if antialias:
-      y = self.downsample(strides=strides, name="downsample")(y)
+      y, index = _downsample(self, y, strides)
     y = self.conv(out, (1, 1), padding=none, name="conv3")(y)
     y = apply_norm(make_norm(self.norm, "norm3", self.zero_init_last_norm), y, train)
-    return self.act(y + _shortcut(self, x, out, strides, train))
+    return self.act(y + _shortcut(self, x, out, strides, train, index))

@@ -173,6 +173,11 @@ class Loader:
     self._order_cache: tuple[int, np.ndarray] | None = None
     if pipeline == "memory":
       self._images, self._labels = sources.read_arrays(source, range(num_examples))
+      if len(self._labels) and not 0 <= self._labels.min() <= self._labels.max() < info.num_classes:
+        raise ValueError(
+            f"data set {name!r} split {split!r} has labels {int(self._labels.min())}.."
+            f"{int(self._labels.max())}; expected 0..{info.num_classes - 1} for its "
+            f"{info.num_classes} classes")
     else:
       self._dataset = self._grain_dataset()
 

@@ -11,6 +11,8 @@
 * ``transfer``: ``load_backbone``, ``transfer_optimizer`` (frozen or
   fine-tuned backbone with ``optax.partition``), ``frozen_apply`` (frozen
   BatchNorm statistics), ``fit``, ``accuracy``.
+* ``summary``: ``summary(model, input_shape)`` (a table of layers, output
+  shapes, parameters and MACs), ``count_params``, ``count_macs``.
 * ``runs``: ``load_run(workdir)`` (model and variables of a trained run),
   ``split_arrays``.
 
@@ -37,6 +39,7 @@ from cnnjax.inspect.filters import (
     sample_image,
 )
 from cnnjax.inspect.runs import Run, load_run, split_arrays
+from cnnjax.inspect.summary import LayerInfo, count_macs, count_params, summary, trace_layers
 from cnnjax.inspect.transfer import (
     accuracy,
     backbone_labels,
@@ -47,8 +50,11 @@ from cnnjax.inspect.transfer import (
 )
 
 __all__ = [
+    "LayerInfo",
     "Run",
     "accuracy",
+    "count_macs",
+    "count_params",
     "activation_grid",
     "activations",
     "apply_filter",
@@ -70,5 +76,7 @@ __all__ = [
     "plot_hand_crafted",
     "sample_image",
     "split_arrays",
+    "summary",
+    "trace_layers",
     "transfer_optimizer",
 ]

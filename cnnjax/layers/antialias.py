@@ -132,7 +132,11 @@ class PolyphaseDownsample(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, index: Array | None = None) -> Array:
+    return self.with_index(x, index)[0]
+
+  def with_index(self, x: Array, index: Array | None = None) -> tuple[Array, Array]:
+    """Like ``__call__``, also returning the kept component's index ``(N,)``."""
     _rank("PolyphaseDownsample", x)
     y, index = antialias.polyphase_downsample(x, self.strides, self.p, index)
     self.sow("intermediates", "index", index)
-    return y
+    return y, index

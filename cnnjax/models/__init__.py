@@ -5,6 +5,7 @@ them); ``register(name)`` adds one. Every model maps ``(N, H, W, C)``
 images (``(N, T)`` token ids for ``textcnn``) to float32 logits, takes
 ``train: bool`` in ``__call__``, sows its features as
 ``('intermediates', 'pre_logits')`` and ends in a Dense named ``head``.
+``load_torch_state_dict(name, state_dict)`` converts torchvision weights.
 """
 
 from cnnjax.models.alexnet import AlexNet
@@ -22,6 +23,7 @@ from cnnjax.models.resnet import (
     ResNet50Cifar,
 )
 from cnnjax.models.textcnn import TextCNN
+from cnnjax.models.torch_import import load_torch_state_dict
 from cnnjax.models.vgg import VGG, VGG11, VGG11BN, VGG16, VGG16BN, VGG_CONFIGS
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "ResNet50Cifar",
     "TextCNN",
     "create",
+    "load_torch_state_dict",
     "make_divisible",
     "names",
     "register",

@@ -106,5 +106,5 @@ class GoogLeNet(nn.Module):
 
 
 register("googlenet", input_shape=(32, 32, 3))(GoogLeNet)
-GoogLeNetSmall = register("googlenet_small", input_shape=(16, 16, 3))(
+GoogLeNetSmall = register("googlenet_small", input_shape=(8, 8, 3))(
     functools.partial(GoogLeNet, small_input=True, num_classes=10))

@@ -7,6 +7,7 @@ sigmoids and trainable subsampling.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -64,9 +65,9 @@ class LeNet5(nn.Module):
     x = nn.relu(conv(16, (5, 5), name="conv2")(x))
     x = max_pool(x, 2, 2, "VALID", down, "pool2")
     x = x.reshape(x.shape[0], -1)
-    dense = lambda n, name: nn.Dense(n, dtype=self.dtype, param_dtype=self.param_dtype, name=name)  # noqa: E731
-    x = nn.relu(dense(120, "fc1")(x))
-    x = nn.relu(dense(84, "fc2")(x))
+    dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+    x = nn.relu(dense(120, name="fc1")(x))
+    x = nn.relu(dense(84, name="fc2")(x))
     return classifier_head(self, x)
 
 

@@ -193,17 +193,18 @@ def default_lowering(lowering: str) -> Iterator[None]:
 #: ``choose_lowering`` picks ``'matmul'`` on CPU when the input has at most
 #: this many channels per group (the first layer of an image model: 1 or 3)...
 MATMUL_MAX_INPUT_CHANNELS = 4
-#: ...and the product has at least this many rows, ``N * prod(ceil(spatial / strides))``
-#: (the number of output positions for ``'SAME'`` padding, close to it otherwise).
-MATMUL_MIN_ROWS = 65536
+#: ...and the product has at least this many rows, ``N * prod(spatial_out)``.
+MATMUL_MIN_ROWS = 150_000
 
 
 def choose_lowering(
     x_shape: Sequence[int],
     w_shape: Sequence[int],
     *,
-    strides: Sequence[int],
-    lhs_dilation: Sequence[int],
+    strides: IntSeq = None,
+    padding: PaddingLike = "VALID",
+    lhs_dilation: IntSeq = None,
+    rhs_dilation: IntSeq = None,
     feature_group_count: int = 1,
     backend: str | None = None,
 ) -> str:
@@ -216,29 +217,33 @@ def choose_lowering(
     convolution emitters are the fast path there;
   * on CPU, ``'matmul'`` (im2col, one matrix product) for an ungrouped,
     not input-dilated convolution with at most ``MATMUL_MAX_INPUT_CHANNELS``
-    input channels and at least ``MATMUL_MIN_ROWS`` rows in its product,
-    ``N * prod(ceil(spatial / strides))``, e.g. the 5x5 first layer of LeNet-5 at batch
-    256: XLA:CPU computes the weight gradient of such a layer (a
-    contraction over the large ``N * H * W`` axis into a tiny kernel) slowly,
-    the matrix product does not;
+    input channels and at least ``MATMUL_MIN_ROWS`` output positions
+    ``N * prod(spatial_out)``, e.g. the 5x5 first layer of LeNet-5 at batch
+    256 (``256 * 28 * 28``): XLA:CPU computes the weight gradient of such a
+    layer (a contraction over the long ``N * H * W`` axis into a tiny
+    kernel) several times slower per example than at batch 128, the matrix
+    product does not;
   * ``'lax'`` otherwise.
 
   Args:
     x_shape: input shape ``(N, *spatial, C_in)``.
     w_shape: kernel shape ``(*spatial_k, C_in / groups, C_out)``.
-    strides, lhs_dilation: one int per spatial axis.
-    feature_group_count: groups.
+    strides, padding, lhs_dilation, rhs_dilation, feature_group_count: as
+      ``conv``'s.
     backend: ``'cpu'``, ``'gpu'``, ``'tpu'``; default ``jax.default_backend()``.
   """
   backend = jax.default_backend() if backend is None else backend
   if backend != "cpu":
     return "lax"
-  if feature_group_count != 1 or any(d != 1 for d in lhs_dilation):
+  rank = len(w_shape) - 2
+  lhs = arithmetic._tuple(lhs_dilation, rank, "lhs_dilation")
+  if feature_group_count != 1 or any(d != 1 for d in lhs):
     return "lax"
   if w_shape[-2] > MATMUL_MAX_INPUT_CHANNELS:
     return "lax"
-  rows = x_shape[0] * int(np.prod([
-      (n - 1) // s + 1 for n, s in zip(x_shape[1:-1], strides)]))
+  out = arithmetic.conv_output_shape(
+      tuple(x_shape[1:-1]), tuple(w_shape[:-2]), strides, padding, rhs_dilation, lhs_dilation)
+  rows = x_shape[0] * int(np.prod(out))
   return "matmul" if rows >= MATMUL_MIN_ROWS else "lax"
 
 
@@ -297,8 +302,8 @@ def conv(
     lowering = _DEFAULT_LOWERING.get()
   if lowering == "auto":
     lowering = choose_lowering(
-        x.shape, w.shape, strides=strides, lhs_dilation=lhs_dilation,
-        feature_group_count=feature_group_count)
+        x.shape, w.shape, strides=strides, padding=pads, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, feature_group_count=feature_group_count)
   if lowering == "matmul":
     return conv_matmul(
         x, w, b, strides=strides, padding=padding,

@@ -11,7 +11,12 @@
 * ``train_and_evaluate`` (``loop``): the experiment runner's library function
 """
 
-from cnnjax.train.checkpoint import CheckpointError, Checkpointer, abstract_target
+from cnnjax.train.checkpoint import (
+    CheckpointError,
+    Checkpointer,
+    CheckpointMismatchError,
+    abstract_target,
+)
 from cnnjax.train.config import base_config, validate
 from cnnjax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
 from cnnjax.train.metrics import MetricsWriter
@@ -23,6 +28,7 @@ from cnnjax.train.steps import AXIS, eval_step, summarize, train_step
 __all__ = [
     "AXIS",
     "CheckpointError",
+    "CheckpointMismatchError",
     "Checkpointer",
     "MetricsWriter",
     "NonFiniteLossError",

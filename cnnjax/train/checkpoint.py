@@ -18,7 +18,10 @@ checkpoint written on N devices restores on M devices or on the CPU. If the
 newest checkpoint cannot be read (a truncated or corrupted file), it logs a
 warning naming that step, tries the next older one, and moves the unreadable
 step directories to ``<directory>-unreadable/`` so training can write those
-steps again.
+steps again. Before reading any array it compares the names and shapes of the
+checkpoint's ``params`` and ``batch_stats`` (its metadata) with the target's: a
+checkpoint of another model is a ``CheckpointMismatchError`` naming the
+differing arrays and both shapes, not an orbax error and not a fallback.
 """
 
 from __future__ import annotations
@@ -41,6 +44,55 @@ log = logging.getLogger(__name__)
 
 class CheckpointError(RuntimeError):
   """A checkpoint could not be written (e.g. the disk is full)."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint holds parameters of other names or shapes than the model restoring it.
+
+  A configuration mistake (another model, another ``num_classes`` or width),
+  not a damaged file: ``Checkpointer.restore`` raises it at once instead of
+  falling back to an older checkpoint.
+  """
+
+
+#: The state items compared with a checkpoint before restoring it: the model's.
+MODEL_ITEMS = ("params", "batch_stats")
+_MAX_LISTED = 6
+
+
+def _key_name(key: Any) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _shapes(tree: PyTree) -> dict[str, tuple[int, ...]]:
+  return {"/".join(_key_name(k) for k in path): tuple(np.shape(leaf))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _mismatch(saved: Mapping[str, PyTree], target: Mapping[str, PyTree]) -> list[str]:
+  """Differences in names and shapes of the model items, one line each (empty if none)."""
+  problems = []
+  for item in MODEL_ITEMS:
+    if item not in target:
+      continue
+    want = {f"{item}/{k}": v for k, v in _shapes(target[item]).items()}
+    have = {f"{item}/{k}": v for k, v in _shapes(saved.get(item, {})).items()}
+    for path in sorted(set(want) & set(have)):
+      if want[path] != have[path]:
+        problems.append(f"{path} has shape {have[path]} in the checkpoint but "
+                        f"{want[path]} in the model")
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
+    if missing:
+      problems.append(f"the model has {len(missing)} array(s) the checkpoint lacks, e.g. "
+                      f"{', '.join(missing[:3])}")
+    if extra:
+      problems.append(f"the checkpoint has {len(extra)} array(s) the model lacks, e.g. "
+                      f"{', '.join(extra[:3])}")
+  return problems
 
 
 def abstract_target(tree: PyTree, sharding: jax.sharding.Sharding | None = None) -> PyTree:
@@ -151,11 +203,18 @@ class Checkpointer:
       ``(step, state_items, data_state)``, or ``None`` if there is no
       checkpoint. A checkpoint that fails to load is skipped with a warning
       naming its step; if none loads, the last error is raised.
+
+    Raises:
+      CheckpointMismatchError: the checkpoint's parameters or statistics have
+        other names or shapes than ``target``'s (checked on the metadata,
+        before any array is read; never a reason to fall back).
+      ValueError: no checkpoint could be read.
     """
     steps = self.all_steps()
     last_error: Exception | None = None
     bad: list[int] = []
     for step in reversed(steps):
+      self._check_fits(step, target)
       try:
         restored = self._manager.restore(
             step,
@@ -177,6 +236,30 @@ class Checkpointer:
           f"{list(reversed(steps))}); the newest error is above. Start over with "
           f"--fresh, or remove the broken step directories.") from last_error
     return None
+
+  def _check_fits(self, step: int, target: Mapping[str, PyTree]) -> None:
+    """Raises ``CheckpointMismatchError`` if checkpoint ``step`` holds another model.
+
+    Reads only the checkpoint's metadata (names, shapes); a checkpoint whose
+    metadata cannot be read is left to ``restore``'s fallback.
+    """
+    try:
+      from etils import epath  # noqa: PLC0415
+      saved = ocp.StandardCheckpointHandler().metadata(
+          epath.Path(self.directory) / str(step) / "state")
+      saved = {k: saved[k] for k in MODEL_ITEMS if k in saved}
+    except Exception:  # Unreadable metadata: a damaged checkpoint, handled by the fallback.
+      return
+    problems = _mismatch(saved, target)
+    if problems:
+      listed = "; ".join(problems[:_MAX_LISTED])
+      more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+      raise CheckpointMismatchError(
+          f"checkpoint step {step} in {self.directory} does not fit the model being "
+          f"restored: {listed}{more}. The checkpoint was written by another model or "
+          f"model configuration (model.name, model.kwargs, the data set's number of "
+          f"classes); resume with the config it was trained with, or start over with "
+          f"--fresh (or another --workdir).")
 
   def _quarantine(self, steps: list[int]) -> None:
     """Moves unreadable step directories to ``<directory>-unreadable/`` so the run can rewrite them."""

@@ -163,6 +163,40 @@ def check_override_flags(argv: Iterable[str], flag: str = "config") -> None:
         raise ValueError(unknown_key_message(key, valid))
 
 
+def _expected_type(base: ml_collections.ConfigDict, key: str) -> type | None:
+  node = base
+  *parents, leaf = key.split(".")
+  for part in parents:
+    node = node[part]
+  return node.get_ref(leaf).get_type() if isinstance(node, ml_collections.ConfigDict) else None
+
+
+def check_types(config: Mapping[str, Any]) -> None:
+  """Raises ``TypeError`` naming the key, the expected type and the received value.
+
+  Each field must have the type of its default in ``base_config`` (``None``
+  where the default is a placeholder); an int is accepted for a float, a
+  list for a tuple. ``ConfigDict`` checks this on assignment; a plain dict
+  given to ``train_and_evaluate`` is checked here.
+  """
+  base = base_config()
+  for key, value in _flatten(config).items():
+    if key == "model.kwargs" or value is None:
+      continue
+    expected = _expected_type(base, key)
+    if expected is None:
+      continue
+    ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+    if expected is float:
+      ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected is tuple:
+      ok = isinstance(value, (tuple, list))
+    if not ok:
+      raise TypeError(
+          f"config {key} must be {expected.__name__}, got {value!r} "
+          f"({type(value).__name__})")
+
+
 def _choice(config, key: str, value: Any, choices: Iterable[str]) -> None:
   choices = list(choices)
   if value not in choices:
@@ -172,12 +206,16 @@ def _choice(config, key: str, value: Any, choices: Iterable[str]) -> None:
 
 
 def validate(config: Mapping[str, Any]) -> None:
-  """Checks keys, names and values of a run config; ``ValueError`` on the first problem.
+  """Checks keys, types, names and values of a run config before anything is compiled.
+
+  Raises ``ValueError`` on the first problem (``TypeError`` for a value of
+  the wrong type), naming the key, what it expects and what it got.
 
   Model and data-set names are checked against their registries by the loop,
   which knows them; this checks everything that needs no import beyond optax.
   """
   check_keys(config)
+  check_types(config)
   _choice(config, "optimizer.name", config["optimizer"]["name"], OPTIMIZERS)
   _choice(config, "schedule.name", config["schedule"]["name"], SCHEDULES)
   _choice(config, "model.dtype", config["model"]["dtype"], DTYPES)
@@ -198,6 +236,12 @@ def validate(config: Mapping[str, Any]) -> None:
     raise ValueError(f"config label_smoothing must be in [0, 1), got {config['label_smoothing']!r}")
   if config["mixup_alpha"] < 0 or config["cutmix_alpha"] < 0:
     raise ValueError("config mixup_alpha and cutmix_alpha must be >= 0")
+  distributed = config.get("distributed") or {}
+  for key in ("initialization_timeout_s", "heartbeat_timeout_s", "shutdown_timeout_s"):
+    if key in distributed and distributed[key] <= 0:
+      raise ValueError(
+          f"config distributed.{key} must be a positive number of seconds, got "
+          f"{distributed[key]!r}")
   subset = config["data"]["train_subset"]
   if subset is not None and subset <= 0:
     raise ValueError(f"config data.train_subset must be a positive integer or None, got {subset!r}")

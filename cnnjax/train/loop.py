@@ -47,7 +47,7 @@ import numpy as np
 from cnnjax.train import config as config_lib
 from cnnjax.train import metrics as metrics_lib
 from cnnjax.train import optim
-from cnnjax.train.checkpoint import Checkpointer, abstract_target
+from cnnjax.train.checkpoint import Checkpointer, CheckpointMismatchError, abstract_target
 from cnnjax.train.parallel import Parallel
 from cnnjax.train.state import TrainState, create_train_state
 from cnnjax.train.steps import AXIS, eval_step, summarize, train_step
@@ -161,6 +161,14 @@ def _model_and_info(config: ml_collections.ConfigDict):
           f"{sorted(info.splits)} (config keys data.train_split/eval_split/test_split)")
   fields = set(entry.fields())
   kwargs = dict(config.model.kwargs)
+  if kwargs.get("num_classes", info.num_classes) != info.num_classes:
+    # Labels would reach num_classes - 1 of the data set: one_hot of a label
+    # out of range is all zeros, a silently wrong loss.
+    raise ValueError(
+        f"model.kwargs.num_classes={kwargs['num_classes']!r} does not match data set "
+        f"{config.data.name!r}, whose labels are 0..{info.num_classes - 1} "
+        f"({info.num_classes} classes); remove model.kwargs.num_classes (it is taken "
+        f"from the data set) or set it to {info.num_classes}")
   kwargs["num_classes"] = info.num_classes
   if "axis_name" in fields:
     kwargs["axis_name"] = AXIS
@@ -233,6 +241,8 @@ def train_and_evaluate(
     NonFiniteLossError: the loss became NaN/Inf (and ``skip_nonfinite`` is off).
     Preempted: SIGTERM/SIGINT arrived; a checkpoint was written.
     CheckpointError: a checkpoint could not be written (e.g. disk full).
+    CheckpointMismatchError: ``workdir`` holds a checkpoint of another model
+      (a ``ValueError`` naming the differing arrays and their shapes).
   """
   start_time = time.time()
   if not isinstance(config, ml_collections.ConfigDict):
@@ -258,13 +268,19 @@ def train_and_evaluate(
       config.schedule, config.optimizer.learning_rate, steps_per_epoch, num_epochs)
   abstract_state = _abstract_state(config, model, info, steps_per_epoch, num_epochs)
 
-  if _is_main():
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(config_lib.to_dict(config), f, indent=2, sort_keys=True)
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                               max_to_keep=config.max_to_keep,
                               async_save=config.async_checkpointing)
-  restored = checkpointer.restore(abstract_target(abstract_state.checkpoint_items()))
+  try:
+    restored = checkpointer.restore(abstract_target(abstract_state.checkpoint_items()))
+  except CheckpointMismatchError as e:
+    checkpointer.close()
+    raise CheckpointMismatchError(f"{e}{_trained_with(workdir, config)}") from None
+  # Written once the checkpoint is known to fit: a resume with the wrong config
+  # must not overwrite the record of the right one.
+  if _is_main():
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(config_lib.to_dict(config), f, indent=2, sort_keys=True)
   if restored is None:
     host_state = jax.device_get(create_train_state(
         model, abstract_state.tx, seed=config.seed, input_shape=(1, *info.image_shape)))
@@ -425,6 +441,19 @@ def train_and_evaluate(
       json.dump(summary, f, indent=2)
   _barrier("cnnjax-end")
   return summary
+
+
+def _trained_with(workdir: str, config: ml_collections.ConfigDict) -> str:
+  """`` It was trained with model.name=...`` from the run's ``config.json``, if readable."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      model = json.load(f)["model"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return ""
+  return (f" {os.path.join(workdir, 'config.json')} says it was trained with "
+          f"model.name={model.get('name')!r}, model.kwargs={model.get('kwargs')!r}; this "
+          f"config has model.name={config.model.name!r}, "
+          f"model.kwargs={config_lib.to_dict(config.model.kwargs)!r}.")
 
 
 def abstract_train_state(

@@ -1,6 +1,7 @@
 """Each benchmark script runs end to end at tiny size (``--smoke``): correctness only, no timings."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def test_input_pipeline_smoke(tmp_path):
 def test_gpu_resnet50_smoke(tmp_path):
   record, _ = _run("gpu_resnet50", tmp_path)
   (r,) = record["results"]
-  assert r["batch"] == 2 and r["images_per_s"] > 0 and r["final_loss"] > 0
+  assert r["batch"] == 2 and r["images_per_s"] > 0 and r["compile_s"] > 0
+  # SGD at lr 0.1 on one repeated 2-image batch may drive the loss to 0; it must stay finite.
+  assert math.isfinite(r["final_loss"]) and r["final_loss"] >= 0
   # ResNet-50 at 32x32: the analytic count scales the 224x224 figure (4.1 GMACs) by (32/224)^2 roughly.
   assert 1e8 < record["forward_flops_per_image"] < 3e8
 

@@ -72,5 +72,5 @@ def test_transfer_quick(tmp_path):
   for values in summary["accuracy"].values():
     assert len(values) == 1 and 0.2 < values[0] <= 1  # Above chance (5 classes).
   table = (tmp_path / "results.md").read_text()
-  assert table.count("\n| ") == 4 and "| head only |" in table
+  assert table.count("\n| ") == 5 and "| head only |" in table  # Header, rule, 3 rows.
   assert (tmp_path / "results.json").exists()

@@ -6,7 +6,6 @@ both). Programs are compiled with LLVM optimisations off: this halves the
 compile time, which dominates on CPU at these sizes.
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp

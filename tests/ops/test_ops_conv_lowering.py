@@ -1,5 +1,7 @@
 """``ops.conv``'s lowering choice: 'matmul' equals 'lax'; the 'auto' rule; overrides."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +55,7 @@ def test_lowering_selects_the_formulation():
 
 
 def test_auto_rule():
-  first_layer = dict(strides=(1, 1), lhs_dilation=(1, 1))
+  first_layer = dict(strides=1, padding="VALID")
   # LeNet-5's first layer at batch 256 on CPU: the measured slow case of lax.
   assert ops.choose_lowering((256, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "matmul"
   # Off CPU, always lax.
@@ -64,13 +66,18 @@ def test_auto_rule():
   assert ops.choose_lowering((2, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "lax"
   assert ops.choose_lowering((256, 32, 32, 4), (3, 3, 1, 4), feature_group_count=4,
                              backend="cpu", **first_layer) == "lax"
-  assert ops.choose_lowering((256, 32, 32, 3), (3, 3, 3, 4), strides=(1, 1), lhs_dilation=(2, 2),
+  assert ops.choose_lowering((256, 32, 32, 3), (3, 3, 3, 4), lhs_dilation=2,
                              backend="cpu") == "lax"
+  # The threshold counts output positions: 'VALID' 5x5 at 32x32 gives 28x28.
+  rows = importlib.import_module("cnnjax.ops.conv").MATMUL_MIN_ROWS
+  n = -(-rows // (28 * 28))
+  assert ops.choose_lowering((n, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "matmul"
+  assert ops.choose_lowering((n - 1, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "lax"
 
 
 def test_auto_follows_the_rule_and_the_override():
   big, w = jnp.ones((256, 32, 32, 3)), jnp.ones((5, 5, 3, 6))
-  expected = ops.choose_lowering(big.shape, w.shape, strides=(1, 1), lhs_dilation=(1, 1))
+  expected = ops.choose_lowering(big.shape, w.shape)
   prims = _primitives(lambda x, w: ops.conv(x, w), big, w)
   assert ("conv_general_dilated" in prims) == (expected == "lax")
   with ops.default_lowering("matmul"):

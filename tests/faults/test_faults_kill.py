@@ -1,0 +1,103 @@
+"""Killed and preempted runs lose nothing: SIGINT, SIGKILL at seeded-random steps, SIGKILL inside a save.
+
+One run of ``experiments/train.py`` (2 CPU devices, 60 steps, a checkpoint
+every 5) is stopped three times and then finished; a second, uninterrupted run
+is the reference. The interrupted run must end with the same parameters, batch
+statistics and optimizer state, bit for bit, and with one metrics line per
+step. SIGTERM is covered by ``tests/train/test_train_resume.py``.
+"""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+from faults_common import (
+    HERE,
+    STEPS,
+    TIMEOUT,
+    assert_trees_equal,
+    complete_steps,
+    last_logged_step,
+    restore_raw,
+    start,
+    stop,
+    tmp_checkpoints,
+    train_args,
+    train_events,
+    wait_for,
+)
+
+SLOW_SAVE = os.path.join(HERE, "slow_save_train.py")
+HOLD_S = 120  # the held-back commit; the test kills the run long before it ends
+
+
+@pytest.mark.slow
+def test_sigint_sigkill_and_kill_inside_a_save_resume_bit_exactly(tmp_path):
+  rng = np.random.default_rng(20240601)  # the kill points, reproducibly random
+  cache = str(tmp_path / "cache")
+  straight = str(tmp_path / "straight")
+  run = str(tmp_path / "interrupted")
+  reference = start(train_args(straight, cache))
+  process = None
+  try:
+    # 1. SIGINT (Ctrl-C) after a random step: a checkpoint of the current
+    #    step, then exit status 128 + 2.
+    after = int(rng.integers(3, 13))
+    process = start(train_args(run, cache))
+    wait_for(lambda: last_logged_step(run) >= after, process, f"step {after}")
+    status, _, err = stop(process, signal.SIGINT)
+    assert status == 130, err[-3000:]
+    assert "stopped by SIGINT at step" in err
+    interrupted_at = int(err.split("stopped by SIGINT at step ")[1].split(";")[0])
+    assert after <= interrupted_at < STEPS
+    assert complete_steps(run)[-1] == interrupted_at
+    assert tmp_checkpoints(run) == []
+
+    # 2. SIGKILL after another random step: no handler runs; whatever the
+    #    asynchronous writer was doing, the newest committed checkpoint is older.
+    after = interrupted_at + int(rng.integers(3, 12))
+    process = start(train_args(run, cache))
+    wait_for(lambda: last_logged_step(run) >= after, process, f"step {after}")
+    status, out, _ = stop(process, signal.SIGKILL)
+    assert status == -signal.SIGKILL
+    assert f"resumed from checkpoint step {interrupted_at}" in out
+    killed_with = complete_steps(run)[-1]
+    assert interrupted_at <= killed_with <= last_logged_step(run)
+
+    # 3. SIGKILL inside orbax's save of step `held`: the files are written to
+    #    '<held>.orbax-checkpoint-tmp', whose rename to '<held>' is held back.
+    held = (killed_with // 5 + 2) * 5
+    assert held < STEPS
+    process = start([str(held), str(HOLD_S), *train_args(run, cache)], script=SLOW_SAVE)
+    wait_for(lambda: any(n.startswith(f"{held}.") for n in tmp_checkpoints(run)), process,
+             f"the save of step {held} began")
+    status, out, _ = stop(process, signal.SIGKILL)
+    assert status == -signal.SIGKILL
+    assert f"resumed from checkpoint step {killed_with}" in out
+    leftovers = tmp_checkpoints(run)
+    assert any(n.startswith(f"{held}.") for n in leftovers), leftovers
+    committed = complete_steps(run)
+    assert held not in committed and committed[-1] == held - 5, committed
+
+    # 4. Finish: the half-written step is never read; training resumes from
+    #    the previous complete one.
+    process = start(train_args(run, cache))
+    out, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, err[-3000:]
+    assert f"resumed from checkpoint step {held - 5}" in out
+    out_ref, err_ref = reference.communicate(timeout=TIMEOUT)
+    assert reference.returncode == 0, err_ref[-3000:]
+  finally:
+    for p in (reference, process):
+      if p is not None and p.poll() is None:
+        p.kill()
+        p.wait()
+
+  step, want = restore_raw(straight)
+  got_step, got = restore_raw(run)
+  assert step == got_step == STEPS
+  for key in ("params", "batch_stats", "opt_state", "step", "rng"):
+    assert_trees_equal(got[key], want[key])
+  assert [e["step"] for e in train_events(run)] == list(range(1, STEPS + 1))
+  assert held in complete_steps(run) or held < complete_steps(run)[0]

@@ -1,0 +1,31 @@
+"""Residual models with APS downsampling and circular padding are exactly shift-invariant."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax import models
+from cnnjax.testing import assert_shift_invariant
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18_cifar", "resnet50_cifar"])
+def test_aps_resnet_is_invariant_to_circular_shifts(name):
+  # Blocks share the main path's polyphase index with the shortcut; with two
+  # independent choices a shift of 1 changes the logits by O(1).
+  model = models.create(name, num_classes=10, num_filters=4, downsample="aps", padding="CIRCULAR")
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  variables = model.init(jax.random.key(1), x, train=False)
+  fn = jax.jit(lambda z: model.apply(variables, z, train=False))
+  for shift in [(1, 0), (0, 3), (5, 7), (-2, 9)]:
+    assert_shift_invariant(fn, x, shift, atol=1e-4)
+
+
+def test_strided_resnet_is_not_invariant():
+  model = models.create("resnet18_cifar", num_classes=10, num_filters=4, padding="CIRCULAR")
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  variables = model.init(jax.random.key(1), x, train=False)
+  fn = jax.jit(lambda z: model.apply(variables, z, train=False))
+  with pytest.raises(AssertionError):
+    assert_shift_invariant(fn, x, (1, 0), atol=1e-4)
