@@ -98,7 +98,8 @@ def test_pmap_equals_shard_map(tiny_cnn, make_batches):
 
 def test_steps_change_params_and_learn(tiny_cnn, make_batches):
   model = tiny_cnn(num_classes=NUM_CLASSES)
-  batches = make_batches(1, 16) * 30
+  # One batch seen 60 times: the network must memorise it.
+  batches = make_batches(1, 16) * 60
   state = _state(model, lr=0.05)
   final, metrics = _run(Parallel("pmap", jax.local_devices()[:2]), state, batches)
   first, last = summarize(metrics[0]), summarize(metrics[-1])
