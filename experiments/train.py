@@ -43,9 +43,15 @@ def _parse(argv):
   try:
     check_override_flags(argv[1:])
     return flags.FLAGS(argv)
-  except (ValueError, flags.Error) as e:
+  except (ValueError, TypeError, flags.Error) as e:
     # e.g. --config.batch_size=abc: one line naming the flag and the value.
     print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  except (AttributeError, KeyError) as e:
+    # --config.model.kwargs.<new key>=...: the command line changes existing keys only.
+    print(f"error: no config key {e} to override (from {' '.join(argv[1:])}); the command "
+          f"line can change existing keys only: add new model.kwargs in the config file",
+          file=sys.stderr)
     sys.exit(2)
 
 

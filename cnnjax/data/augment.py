@@ -38,6 +38,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Array = jax.Array
@@ -365,11 +366,13 @@ def salt_and_pepper(
 
 # --- colour -------------------------------------------------------------------------
 
-_GREY = jnp.array([0.299, 0.587, 0.114], jnp.float32)
-_RGB_TO_YIQ = jnp.array([[0.299, 0.587, 0.114],
-                         [0.595716, -0.274453, -0.321263],
-                         [0.211456, -0.522591, 0.311135]], jnp.float32)
-_YIQ_TO_RGB = jnp.linalg.inv(_RGB_TO_YIQ)
+# NumPy constants: a jnp array here would start the XLA backend at import,
+# before jax.distributed.initialize can run in a multi-process job.
+_GREY = np.array([0.299, 0.587, 0.114], np.float32)
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.595716, -0.274453, -0.321263],
+                        [0.211456, -0.522591, 0.311135]], np.float32)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
 
 
 def _grey(image: Array) -> Array:

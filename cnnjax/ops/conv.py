@@ -190,11 +190,13 @@ def default_lowering(lowering: str) -> Iterator[None]:
     _DEFAULT_LOWERING.reset(token)
 
 
-#: ``choose_lowering`` picks ``'matmul'`` on CPU when the input has at most
-#: this many channels per group (the first layer of an image model: 1 or 3)...
+#: On CPU ``choose_lowering`` picks ``'matmul'`` for a first layer (at most
+#: this many input channels per group)...
 MATMUL_MAX_INPUT_CHANNELS = 4
-#: ...and the product has at least this many rows, ``N * prod(spatial_out)``.
-MATMUL_MIN_ROWS = 150_000
+#: ...with at least this many output positions ``N * prod(spatial_out)``,
+MATMUL_MIN_ROWS = 300_000
+#: and for grouped (depthwise) convolutions with at least this many input channels.
+MATMUL_MIN_GROUPED_CHANNELS = 64
 
 
 def choose_lowering(
@@ -210,20 +212,30 @@ def choose_lowering(
 ) -> str:
   """The lowering ``conv(..., lowering='auto')`` uses: ``'lax'`` or ``'matmul'``.
 
-  The rule, from the sweep of ``benchmarks/conv_ops.py`` (forward plus
-  backward, float32; numbers in ``BENCHMARKS.md``):
+  The rule follows the sweep of ``benchmarks/conv_ops.py`` (forward plus
+  backward, float32, XLA:CPU; the numbers are in ``BENCHMARKS.md``):
 
   * on any backend but CPU (GPU, TPU), always ``'lax'``: cuDNN and the TPU
     convolution emitters are the fast path there;
-  * on CPU, ``'matmul'`` (im2col, one matrix product) for an ungrouped,
-    not input-dilated convolution with at most ``MATMUL_MAX_INPUT_CHANNELS``
-    input channels and at least ``MATMUL_MIN_ROWS`` output positions
-    ``N * prod(spatial_out)``, e.g. the 5x5 first layer of LeNet-5 at batch
-    256 (``256 * 28 * 28``): XLA:CPU computes the weight gradient of such a
-    layer (a contraction over the long ``N * H * W`` axis into a tiny
-    kernel) several times slower per example than at batch 128, the matrix
-    product does not;
-  * ``'lax'`` otherwise.
+  * on CPU, ``'matmul'`` (``conv_matmul``: im2col and one matrix product) for
+
+    - an input-dilated (transposed) convolution: XLA:CPU's gradients of
+      ``lhs_dilation`` convolutions are several times slower than the
+      product over the dilated input;
+    - a grouped convolution with at least ``MATMUL_MIN_GROUPED_CHANNELS``
+      input channels (depthwise and grouped layers of MobileNet, ResNeXt):
+      XLA:CPU's grouped convolution backward is 3x to 15x slower than the
+      grouped product;
+    - a 1x1 convolution, which is a matrix product;
+    - a first layer (at most ``MATMUL_MAX_INPUT_CHANNELS`` input channels
+      per group) with at least ``MATMUL_MIN_ROWS`` output positions
+      ``N * prod(spatial_out)``: XLA:CPU's weight gradient of such a layer,
+      a contraction of the long ``N * H * W`` axis into a tiny kernel, slows
+      down super-linearly with the batch (LeNet-5's first layer: the
+      batch-256 cliff);
+
+  * ``'lax'`` otherwise (3x3 and larger convolutions with many channels, where
+    XLA:CPU's convolution is the faster).
 
   Args:
     x_shape: input shape ``(N, *spatial, C_in)``.
@@ -236,13 +248,17 @@ def choose_lowering(
   if backend != "cpu":
     return "lax"
   rank = len(w_shape) - 2
-  lhs = arithmetic._tuple(lhs_dilation, rank, "lhs_dilation")
-  if feature_group_count != 1 or any(d != 1 for d in lhs):
-    return "lax"
+  kernel = tuple(w_shape[:-2])
+  if any(d != 1 for d in arithmetic._tuple(lhs_dilation, rank, "lhs_dilation")):
+    return "matmul"
+  if feature_group_count != 1:
+    return "matmul" if x_shape[-1] >= MATMUL_MIN_GROUPED_CHANNELS else "lax"
+  if all(k == 1 for k in kernel):
+    return "matmul"
   if w_shape[-2] > MATMUL_MAX_INPUT_CHANNELS:
     return "lax"
   out = arithmetic.conv_output_shape(
-      tuple(x_shape[1:-1]), tuple(w_shape[:-2]), strides, padding, rhs_dilation, lhs_dilation)
+      tuple(x_shape[1:-1]), kernel, strides, padding, rhs_dilation, lhs_dilation)
   rows = x_shape[0] * int(np.prod(out))
   return "matmul" if rows >= MATMUL_MIN_ROWS else "lax"
 
@@ -283,7 +299,6 @@ def conv(
       ``conv_matmul`` formulation: the same function, other code), or
       ``'auto'`` (default): ``choose_lowering``'s pick for this shape and the
       default backend, or the lowering set by ``default_lowering``.
-      ``'matmul'`` ignores ``preferred_element_type``.
 
   Returns:
     ``(N, *spatial_out, C_out)`` with ``spatial_out`` as
@@ -308,7 +323,8 @@ def conv(
     return conv_matmul(
         x, w, b, strides=strides, padding=padding,
         lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        feature_group_count=feature_group_count, precision=precision)
+        feature_group_count=feature_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
   if mode != "constant":
     # Wrapped/reflected values are real data, so they are materialised; lax
     # itself only pads with zeros.
@@ -428,6 +444,7 @@ def conv_matmul(
     rhs_dilation: IntSeq = None,
     feature_group_count: int = 1,
     precision: lax.PrecisionLike = None,
+    preferred_element_type: Any = None,
 ) -> Array:
   """Convolution as one grouped matrix product over extracted patches (im2col).
 
@@ -447,7 +464,8 @@ def conv_matmul(
   cols = cols.reshape(-1, groups, taps * c_in_g)
   mat = w.reshape(taps, c_in_g, groups, c_out // groups).transpose(2, 0, 1, 3)
   mat = mat.reshape(groups, taps * c_in_g, c_out // groups)
-  y = jnp.einsum("pgk,gko->pgo", cols, mat, precision=precision)
+  y = jnp.einsum("pgk,gko->pgo", cols, mat, precision=precision,
+                 preferred_element_type=preferred_element_type)
   y = y.reshape(n, *out_shape, c_out)
   if b is not None:
     y = y + b.astype(y.dtype)

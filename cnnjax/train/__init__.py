@@ -9,6 +9,8 @@
 * ``MetricsWriter`` (``metrics``): ``metrics.jsonl``, plots
 * ``base_config``, ``validate`` (``config``): the config schema
 * ``train_and_evaluate`` (``loop``): the experiment runner's library function
+* ``distributed.initialize(config)``: joins a multi-process run with the
+  timeouts of ``config.distributed``
 """
 
 from cnnjax.train.checkpoint import (

@@ -147,6 +147,15 @@ class Checkpointer:
     self._manager.reload()
     return sorted(self._manager.all_steps())
 
+  def _steps_on_disk(self) -> list[int]:
+    """Committed steps: ``<step>`` directories (orbax writes ``<step>.orbax-checkpoint-tmp`` first)."""
+    try:
+      names = os.listdir(self.directory)
+    except OSError:
+      return []
+    return sorted(int(n) for n in names
+                  if n.isdigit() and os.path.isdir(os.path.join(self.directory, n)))
+
   def latest_step(self) -> int | None:
     """The newest complete checkpoint's step, or ``None``."""
     steps = self.all_steps()
@@ -164,7 +173,9 @@ class Checkpointer:
       CheckpointError: the write failed (disk full, permissions); earlier
         checkpoints are left as they were.
     """
-    earlier = [s for s in self._manager.all_steps() if s != step]
+    # A failure of the previous asynchronous save is reported with its own step.
+    self.wait()
+    earlier = [s for s in self._steps_on_disk() if s != step]
     try:
       self._manager.save(
           step,
@@ -185,7 +196,8 @@ class Checkpointer:
     try:
       self._manager.wait_until_finished()
     except Exception as e:
-      earlier = [s for s in self._manager.all_steps() if s != step]
+      # From the directory: orbax's own list already holds the failed step.
+      earlier = [s for s in self._steps_on_disk() if s != step]
       message = _describe_os_error(e, self.directory, step if step is not None else -1, earlier)
       if message:
         raise CheckpointError(message) from e

@@ -100,9 +100,9 @@ def initialize(config: Any) -> bool:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise DistributedError(
         f"process {process_id} of {num_processes} could not join the run at "
-        f"{address} within distributed.initialization_timeout_s="
-        f"{timeouts['initialization_timeout_s']} s ({first}); start every process "
-        f"with the same coordinator address and num_processes") from e
+        f"{address} ({first}); every process must start with the same coordinator "
+        f"address and num_processes, and reach it within "
+        f"distributed.initialization_timeout_s={timeouts['initialization_timeout_s']} s") from e
   return True
 
 

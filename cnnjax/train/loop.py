@@ -73,7 +73,7 @@ class Preempted(Exception):
 
 
 class NonFiniteLossError(FloatingPointError):
-  """The training loss became NaN or Inf."""
+  """The training loss or its gradient became NaN or Inf."""
 
 
 @dataclasses.dataclass
@@ -238,7 +238,7 @@ def train_and_evaluate(
     ValueError: a config, model, data set, batch size or work directory
       problem, found before anything is compiled (``DatasetNotPreparedError``
       for an unprepared data set).
-    NonFiniteLossError: the loss became NaN/Inf (and ``skip_nonfinite`` is off).
+    NonFiniteLossError: the loss or its gradient became NaN/Inf (and ``skip_nonfinite`` is off).
     Preempted: SIGTERM/SIGINT arrived; a checkpoint was written.
     CheckpointError: a checkpoint could not be written (e.g. disk full).
     CheckpointMismatchError: ``workdir`` holds a checkpoint of another model
@@ -327,7 +327,7 @@ def train_and_evaluate(
       where = (f"the last good checkpoint is step {last_checkpoint} in {checkpointer.directory}"
                if last_checkpoint is not None else "no checkpoint was written yet")
       raise NonFiniteLossError(
-          f"the training loss became NaN/Inf at step {bad}; {where}. Lower "
+          f"the training loss or its gradient became NaN/Inf at step {bad}; {where}. Lower "
           f"optimizer.learning_rate, set optimizer.grad_clip_norm, or set "
           f"skip_nonfinite=True to skip such updates.")
     window.extend(host)
@@ -447,13 +447,15 @@ def _trained_with(workdir: str, config: ml_collections.ConfigDict) -> str:
   """`` It was trained with model.name=...`` from the run's ``config.json``, if readable."""
   try:
     with open(os.path.join(workdir, "config.json")) as f:
-      model = json.load(f)["model"]
+      recorded = json.load(f)
+    model, data = recorded["model"], recorded["data"]
   except (OSError, ValueError, KeyError, TypeError):
     return ""
   return (f" {os.path.join(workdir, 'config.json')} says it was trained with "
-          f"model.name={model.get('name')!r}, model.kwargs={model.get('kwargs')!r}; this "
-          f"config has model.name={config.model.name!r}, "
-          f"model.kwargs={config_lib.to_dict(config.model.kwargs)!r}.")
+          f"model.name={model.get('name')!r}, model.kwargs={model.get('kwargs')!r}, "
+          f"data.name={data.get('name')!r}; this config has model.name="
+          f"{config.model.name!r}, model.kwargs={config_lib.to_dict(config.model.kwargs)!r}, "
+          f"data.name={config.data.name!r}.")
 
 
 def abstract_train_state(

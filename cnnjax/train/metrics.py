@@ -35,14 +35,22 @@ def sum_metrics(metrics: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def first_nonfinite(metrics: Sequence[Mapping[str, Any]], first_step: int) -> int | None:
-  """The step of the first entry whose ``loss_sum`` is NaN/Inf, or ``None``.
+  """The step of the first entry whose ``loss_sum`` or ``grad_norm`` is NaN/Inf, or ``None``.
+
+  The gradient counts too: a NaN input can leave the loss finite (``relu``
+  and max-pooling map NaN to a number on some backends) while its gradient
+  turns every parameter into NaN. Entries with ``skipped`` set were not
+  applied and do not count.
 
   Args:
     metrics: per-step host metrics, in order.
     first_step: the step number of ``metrics[0]`` (steps counted from 1).
   """
   for i, m in enumerate(metrics):
-    if not np.isfinite(float(np.asarray(m["loss_sum"]))) and not float(np.asarray(m.get("skipped", 0.0))):
+    if float(np.asarray(m.get("skipped", 0.0))):
+      continue
+    if any(key in m and not np.isfinite(float(np.asarray(m[key])))
+           for key in ("loss_sum", "grad_norm")):
       return first_step + i
   return None
 

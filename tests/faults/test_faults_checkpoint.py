@@ -12,9 +12,9 @@ import stat
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from faults_common import assert_trees_equal, complete_steps, restore_raw, tiny_config
-from orbax.checkpoint._src.path import atomicity
 
 from cnnjax.train import CheckpointError, CheckpointMismatchError, train_and_evaluate
 from cnnjax.train.loop import restore_checkpoint
@@ -104,10 +104,14 @@ def _writes_blocked(directory):
 
 
 def _fail_checkpoint_writes(monkeypatch, code):
-  """Makes orbax's creation of a checkpoint's temporary directory fail with ``OSError(code)``."""
-  async def refuse(self, *args, **kwargs):
-    raise OSError(code, os.strerror(code), os.fspath(self.get()))
-  monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "create", refuse)
+  """Makes orbax's write of the data-position file of every checkpoint fail with ``OSError(code)``.
+
+  The failure happens inside an asynchronous save, in orbax's writer thread,
+  as a full disk or a refused write would.
+  """
+  async def refuse(self, x, directory):
+    raise OSError(code, os.strerror(code), os.fspath(directory))
+  monkeypatch.setattr(ocp.JsonCheckpointHandler, "_save_fn", refuse)
 
 
 @pytest.mark.slow
@@ -162,29 +166,48 @@ def test_read_only_run_directory_stops_clearly_and_keeps_checkpoints(
   assert_trees_equal(restore_raw(run, 10)[1], before)
 
 
+def _three_class_folder(root):
+  """An image folder of 8x8 grey images like digits', but 3 classes (16 images each)."""
+  from PIL import Image
+
+  rng = np.random.default_rng(0)
+  for name in ("a", "b", "c"):
+    os.makedirs(root / name)
+    for i in range(16):
+      Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(
+          root / name / f"{i}.png")
+  return f"folder:{root}"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides,needle", [
-    ({"model.kwargs": {"width": 6}}, "params/conv1"),
-    ({"model.name": "lenet5", "model.kwargs": {"padding": "SAME"}}, "array(s) the checkpoint lacks"),
-], ids=["other_width", "other_architecture"])
-def test_checkpoint_of_another_model_is_a_clear_error(finished_run, tmp_path, overrides, needle):
+@pytest.mark.parametrize("case", ["other_width", "other_num_classes", "other_architecture"])
+def test_checkpoint_of_another_model_is_a_clear_error(finished_run, tmp_path, case):
   run = _copy(finished_run, tmp_path)
   with open(os.path.join(run, "config.json")) as f:
     recorded = f.read()
+  overrides, needle = {
+      # Both shapes, named by parameter path.
+      "other_width": ({"model.kwargs": {"width": 6}},
+                      "params/conv1/conv/kernel has shape (3, 3, 1, 4) in the checkpoint "
+                      "but (3, 3, 1, 6) in the model"),
+      "other_num_classes": ({"data.name": _three_class_folder(tmp_path / "three"),
+                             "data.eval_split": "validation"},
+                            "params/head/kernel has shape (16, 10) in the checkpoint "
+                            "but (16, 3) in the model"),
+      "other_architecture": ({"model.name": "lenet5", "model.kwargs": {"padding": "SAME"}},
+                             "array(s) the checkpoint lacks"),
+  }[case]
   config = tiny_config(num_train_steps=14, **overrides)
   with pytest.raises(CheckpointMismatchError) as e:
     train_and_evaluate(config, run, devices=_devices())
   message = str(e.value)
   assert "checkpoint step 10" in message and "does not fit the model" in message
-  assert needle in message
+  assert needle in message, message
   assert "model.name='digits_cnn'" in message and "--fresh" in message
-  if "width" in str(overrides):
-    # Both shapes, by parameter path: width 4 vs width 6 output channels.
-    assert "in the checkpoint but" in message and "4)" in message and "6)" in message
   # Nothing was moved aside or rewritten: the run is intact for the right config.
   assert complete_steps(run) == [4, 8, 10]
   assert not os.path.exists(os.path.join(run, "checkpoints-unreadable"))
   with open(os.path.join(run, "config.json")) as f:
     assert f.read() == recorded
-  with pytest.raises(CheckpointMismatchError, match="params/head/kernel"):
+  with pytest.raises(CheckpointMismatchError, match=r"params/conv2/conv/kernel has shape"):
     restore_checkpoint(tiny_config(**{"model.kwargs": {"width": 6}}), run)
