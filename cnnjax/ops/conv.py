@@ -194,7 +194,7 @@ def default_lowering(lowering: str) -> Iterator[None]:
 #: this many input channels per group)...
 MATMUL_MAX_INPUT_CHANNELS = 4
 #: ...with at least this many output positions ``N * prod(spatial_out)``,
-MATMUL_MIN_ROWS = 300_000
+MATMUL_MIN_ROWS = 200_000
 #: and for grouped (depthwise) convolutions with at least this many input channels.
 MATMUL_MIN_GROUPED_CHANNELS = 64
 

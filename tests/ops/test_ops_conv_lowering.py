@@ -55,28 +55,35 @@ def test_lowering_selects_the_formulation():
 
 
 def test_auto_rule():
-  first_layer = dict(strides=1, padding="VALID")
-  # LeNet-5's first layer at batch 256 on CPU: the measured slow case of lax.
-  assert ops.choose_lowering((256, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "matmul"
-  # Off CPU, always lax.
+  cpu = dict(backend="cpu")
+  conv_lib = importlib.import_module("cnnjax.ops.conv")
+  # Off CPU, always lax, whatever the shape.
   for backend in ("gpu", "tpu"):
-    assert ops.choose_lowering((256, 32, 32, 3), (5, 5, 3, 6), backend=backend, **first_layer) == "lax"
-  # Many input channels, small batches, groups or input dilation: lax.
-  assert ops.choose_lowering((256, 32, 32, 64), (3, 3, 64, 64), backend="cpu", **first_layer) == "lax"
-  assert ops.choose_lowering((2, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "lax"
-  assert ops.choose_lowering((256, 32, 32, 4), (3, 3, 1, 4), feature_group_count=4,
-                             backend="cpu", **first_layer) == "lax"
-  assert ops.choose_lowering((256, 32, 32, 3), (3, 3, 3, 4), lhs_dilation=2,
-                             backend="cpu") == "lax"
-  # The threshold counts output positions: 'VALID' 5x5 at 32x32 gives 28x28.
-  rows = importlib.import_module("cnnjax.ops.conv").MATMUL_MIN_ROWS
-  n = -(-rows // (28 * 28))
-  assert ops.choose_lowering((n, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "matmul"
-  assert ops.choose_lowering((n - 1, 32, 32, 3), (5, 5, 3, 6), backend="cpu", **first_layer) == "lax"
+    assert ops.choose_lowering((512, 32, 32, 3), (5, 5, 3, 6), backend=backend) == "lax"
+    assert ops.choose_lowering((8, 8, 8, 256), (3, 3, 1, 256), feature_group_count=256,
+                               backend=backend) == "lax"
+  # 3x3 convolutions with many channels: lax.
+  assert ops.choose_lowering((128, 32, 32, 64), (3, 3, 64, 64), padding=1, **cpu) == "lax"
+  # 1x1 convolutions are matrix products.
+  assert ops.choose_lowering((16, 56, 56, 256), (1, 1, 256, 64), **cpu) == "matmul"
+  assert ops.choose_lowering((128, 32, 32, 64), (1, 1, 64, 128), strides=2, **cpu) == "matmul"
+  # Input-dilated (transposed) convolutions.
+  assert ops.choose_lowering((8, 16, 16, 64), (3, 3, 64, 32), lhs_dilation=2, **cpu) == "matmul"
+  # Grouped: wide ones by matmul, narrow ones by lax.
+  wide = conv_lib.MATMUL_MIN_GROUPED_CHANNELS
+  assert ops.choose_lowering((8, 14, 14, wide), (3, 3, 1, wide), feature_group_count=wide,
+                             **cpu) == "matmul"
+  assert ops.choose_lowering((8, 14, 14, wide // 2), (3, 3, 1, wide // 2),
+                             feature_group_count=wide // 2, **cpu) == "lax"
+  # First layers: by the number of output positions ('VALID' 5x5 at 32x32 gives 28x28).
+  n = -(-conv_lib.MATMUL_MIN_ROWS // (28 * 28))
+  assert ops.choose_lowering((n, 32, 32, 3), (5, 5, 3, 6), **cpu) == "matmul"
+  assert ops.choose_lowering((n - 1, 32, 32, 3), (5, 5, 3, 6), **cpu) == "lax"
+  assert ops.choose_lowering((128, 32, 32, 3), (5, 5, 3, 6), **cpu) == "lax"
 
 
 def test_auto_follows_the_rule_and_the_override():
-  big, w = jnp.ones((256, 32, 32, 3)), jnp.ones((5, 5, 3, 6))
+  big, w = jnp.ones((512, 32, 32, 3)), jnp.ones((5, 5, 3, 6))
   expected = ops.choose_lowering(big.shape, w.shape)
   prims = _primitives(lambda x, w: ops.conv(x, w), big, w)
   assert ("conv_general_dilated" in prims) == (expected == "lax")
