@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import math
 import os
 import sys
@@ -60,7 +61,8 @@ def forward_flops(model, image_size: int, dtype) -> tuple[float, float]:
   import jax
   import jax.numpy as jnp
 
-  from cnnjax.inspect import summary
+  # The module, not the ``summary`` function ``cnnjax.inspect`` re-exports under that name.
+  summary = importlib.import_module("cnnjax.inspect.summary")
 
   shape = (1, image_size, image_size, 3)
   analytic = 2.0 * summary.count_macs(model, shape, dtype=jnp.float32, train=False)

@@ -227,8 +227,8 @@ def choose_lowering(
       XLA:CPU's grouped convolution backward is 3x to 15x slower than the
       grouped product;
     - a 1x1 convolution, which is a matrix product;
-    - a first layer (at most ``MATMUL_MAX_INPUT_CHANNELS`` input channels
-      per group) with at least ``MATMUL_MIN_ROWS`` output positions
+    - a stride-1 first layer (at most ``MATMUL_MAX_INPUT_CHANNELS`` input
+      channels per group) with at least ``MATMUL_MIN_ROWS`` output positions
       ``N * prod(spatial_out)``: XLA:CPU's weight gradient of such a layer,
       a contraction of the long ``N * H * W`` axis into a tiny kernel, slows
       down super-linearly with the batch (LeNet-5's first layer: the
@@ -257,6 +257,8 @@ def choose_lowering(
     return "matmul"
   if w_shape[-2] > MATMUL_MAX_INPUT_CHANNELS:
     return "lax"
+  if any(s != 1 for s in arithmetic._tuple(strides, rank, "strides")):
+    return "lax"  # E.g. ResNet-50's 7x7 stride-2 stem: lax is the faster there.
   out = arithmetic.conv_output_shape(
       tuple(x_shape[1:-1]), kernel, strides, padding, rhs_dilation, lhs_dilation)
   rows = x_shape[0] * int(np.prod(out))

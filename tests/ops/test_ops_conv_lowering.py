@@ -80,6 +80,8 @@ def test_auto_rule():
   assert ops.choose_lowering((n, 32, 32, 3), (5, 5, 3, 6), **cpu) == "matmul"
   assert ops.choose_lowering((n - 1, 32, 32, 3), (5, 5, 3, 6), **cpu) == "lax"
   assert ops.choose_lowering((128, 32, 32, 3), (5, 5, 3, 6), **cpu) == "lax"
+  # A strided stem (ResNet-50's 7x7 stride 2) stays on lax at any batch.
+  assert ops.choose_lowering((64, 224, 224, 3), (7, 7, 3, 64), strides=2, padding=3, **cpu) == "lax"
 
 
 def test_auto_follows_the_rule_and_the_override():
