@@ -15,7 +15,7 @@ without TensorFlow and without the network.
 
 Preparation takes well under a second. ``prepare_digits`` makes it safe to call
 from several processes at once and after a crash: it holds an ``fcntl`` lock
-while preparing, and TFDS writes into ``<data_dir>/digits/incomplete.XXXXXX_1.0.0``
+while preparing, and TFDS writes into ``<data_dir>/digits/incomplete.<random suffix>_1.0.0``
 and renames it to ``<data_dir>/digits/1.0.0`` only at the end, so a process
 killed mid-write leaves no directory that a reader would open; the next call
 removes the leftover and prepares again.

@@ -90,7 +90,7 @@ def test_inferred_margin_of_a_strided_stack_is_conservative_and_sufficient():
   x = _random((1, 24, 24, 1))
   (lo, hi), _ = infer_margin(fn, x, stride=2)
   # Receptive field: 3 + 2 * 2 = 7 input pixels, 3 to each side of 2i (+1 for the stride).
-  assert 1 <= lo <= 3 and 1 <= hi <= 3
+  assert lo in (1, 2, 3) and hi in (1, 2, 3)
   for shift in [(2, 0), (-4, 2), (6, -6)]:
     assert_shift_equivariant(fn, x, shift, mode="interior", stride=2)
 
