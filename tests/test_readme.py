@@ -11,7 +11,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 # Examples that need nothing but the package (others need a trained run, a
 # user's files or downloaded weights, and are exercised by their own tests).
 SELF_CONTAINED = {
-    "ops tour": "ops.conv(x, w, padding=\"SAME\")",
+    "ops tour": "ops.conv_reference(x, w, padding=\"SAME\")",
     "layers": "class Net(nn.Module)",
     "blocks": "class TinyResNet(nn.Module)",
     "data": "info = data.dataset_info(\"digits\")",
