@@ -1,4 +1,4 @@
-"""Convolution forward+backward on CPU: ``ops.conv`` (both lowerings) vs ``flax.linen`` vs PyTorch.
+"""Convolution forward+backward on CPU: ``ops.conv`` (each lowering) vs ``flax.linen`` vs PyTorch.
 
 A sweep of layer shapes from the models (LeNet-5, ResNet-18-CIFAR, ResNet-50,
 MobileNet's depthwise layers, a transposed convolution), each timed as one
@@ -7,6 +7,8 @@ the input except for a first layer, whose input gradient training never
 needs), float32, NHWC for JAX and NCHW for PyTorch. Contenders:
 
 * ``lax``: ``ops.conv(..., lowering='lax')`` (``lax.conv_general_dilated``);
+* ``chunked``: ``ops.conv(..., lowering='chunked')`` (``lax`` on chunks of
+  ``ops.conv.CHUNK_BATCH`` examples);
 * ``matmul``: ``ops.conv(..., lowering='matmul')`` (im2col, one matrix product);
 * ``flax``: ``flax.linen.Conv`` / ``ConvTranspose`` on the same shape;
 * ``torch``: ``torch.nn.functional.conv2d`` / ``conv_transpose2d``.
@@ -87,7 +89,7 @@ SMOKE_SHAPES = (
     Shape("smoke transposed", 2, 4, 4, 2, 3, 2, 1, transpose=True),
 )
 
-CONTENDERS = ("lax", "matmul", "flax", "torch")
+CONTENDERS = ("lax", "chunked", "matmul", "flax", "torch")
 
 
 def jax_arguments(s: Shape) -> dict[str, Any]:
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         sm["ms"] = 1e3 / sm["median"]  # One item per step: median steps/s -> ms.
       summaries[c.name] = sm
     ms = {k: v.get("ms", math.nan) for k, v in summaries.items()}
-    jax_best = min((ms[k], k) for k in ("lax", "matmul", "flax") if k in ms)
+    jax_best = min((ms[k], k) for k in ("lax", "chunked", "matmul", "flax") if k in ms)
     choice = auto_choice(s)
     entry = {"shape": dataclasses.asdict(s), "auto": choice, "contenders": summaries,
              "ms": ms, "auto_ms": ms.get(choice, math.nan)}
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
   _common.write_json(args.out, record)
   print()
   print(_common.markdown_table(
-      ["shape (NHWC)", "lax ms", "matmul ms", "flax ms", "torch ms", "auto picks",
+      ["shape (NHWC)", "lax ms", "chunked ms", "matmul ms", "flax ms", "torch ms", "auto picks",
        "auto / fastest", "slower than", "fastest JAX"], rows))
   print(f"\nwritten {args.out}; load average {os.getloadavg()}")
   for f in failures:

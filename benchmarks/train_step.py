@@ -57,36 +57,34 @@ def synthetic_batch(batch: int, size: int, seed: int = 0) -> tuple[np.ndarray, n
 
 
 @contextlib.contextmanager
-def elide_single_device_collectives():
-  """Within the block, ``lax.pmean``/``lax.psum`` over an axis of size 1 return their input.
+def keep_single_device_collectives():
+  """Within the block, ``ops.collectives`` always calls ``lax.pmean``/``lax.psum``.
 
-  Simulates a library change for measuring it: with one device the
-  collectives compute nothing, but XLA:CPU still emits an ``all-reduce`` per
-  call, each a fusion barrier (26 of them in ResNet-18-CIFAR's step).
+  Restores the library's behaviour before ``ops.collectives`` skipped an
+  axis of one device, for measuring that change against it in one run: XLA
+  emits an ``all-reduce`` per call even on one device, each a fusion barrier
+  on CPU (26 in ResNet-18-CIFAR's step).
   """
   from jax import lax
 
-  pmean, psum = lax.pmean, lax.psum
+  from cnnjax.ops import collectives
 
-  def wrap(fn):
-    def collective(x, axis_name, **kwargs):
-      if lax.axis_size(axis_name) == 1:
-        return x
-      return fn(x, axis_name, **kwargs)
-    return collective
-
-  lax.pmean, lax.psum = wrap(pmean), wrap(psum)
+  saved = collectives.pmean, collectives.psum
+  collectives.pmean = lambda x, axis_name, axis_index_groups=None, caller="": lax.pmean(
+      x, axis_name, axis_index_groups=axis_index_groups)
+  collectives.psum = lambda x, axis_name, axis_index_groups=None, caller="": lax.psum(
+      x, axis_name, axis_index_groups=axis_index_groups)
   try:
     yield
   finally:
-    lax.pmean, lax.psum = pmean, psum
+    collectives.pmean, collectives.psum = saved
 
 
 def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
-                     lowering: str = "auto", elide_collectives: bool = False) -> _common.Contender:
+                     lowering: str = "auto", keep_collectives: bool = False) -> _common.Contender:
   """The engine's ``pmap(train_step)`` on one device, with ``ops.default_lowering(lowering)``.
 
-  ``elide_collectives`` traces the step under ``elide_single_device_collectives``.
+  ``keep_collectives`` traces the step under ``keep_single_device_collectives``.
   """
   import jax
 
@@ -104,8 +102,8 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
   step = functools.partial(train.train_step, num_classes=NUM_CLASSES)
 
   def setup():
-    elide = elide_single_device_collectives() if elide_collectives else contextlib.nullcontext()
-    with ops.default_lowering(lowering), elide:
+    keep = keep_single_device_collectives() if keep_collectives else contextlib.nullcontext()
+    with ops.default_lowering(lowering), keep:
       host = jax.device_get(train.create_train_state(
           model, tx, seed=0, input_shape=(1, *images.shape[1:])))
       holder["state"] = parallel.put_state(host)
@@ -125,7 +123,7 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
     m = parallel.host_metrics(holder["metrics"])
     return float(m["loss_sum"]) / float(m["count"])
 
-  tags = ([] if lowering == "auto" else [lowering]) + (["no 1-device collectives"] if elide_collectives else [])
+  tags = ([] if lowering == "auto" else [lowering]) + (["1-device collectives kept"] if keep_collectives else [])
   name = f"cnnjax[{', '.join(tags)}]" if tags else "cnnjax"
   c = _common.Contender(name, run, len(labels), setup=setup)
   c.info["_final_loss"] = final_loss
@@ -332,11 +330,11 @@ def torch_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
 
 
 def build(contender: str, model_name: str, images, labels, lowerings,
-          elide: bool = False) -> list[_common.Contender]:
+          keep: bool = False) -> list[_common.Contender]:
   if contender == "cnnjax":
     out = [cnnjax_contender(model_name, images, labels, low) for low in lowerings]
-    if elide:
-      out.append(cnnjax_contender(model_name, images, labels, lowerings[0], elide_collectives=True))
+    if keep:
+      out.append(cnnjax_contender(model_name, images, labels, lowerings[0], keep_collectives=True))
     return out
   if contender == "flax":
     return [flax_contender(model_name, images, labels)]
@@ -356,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--contenders", default=",".join(CONTENDERS))
   parser.add_argument("--lowerings", default="auto",
                       help="cnnjax conv lowerings to time, e.g. 'auto,lax' (ops.default_lowering)")
-  parser.add_argument("--elide-collectives", action="store_true",
-                      help="also time cnnjax with collectives over the 1-device axis elided")
+  parser.add_argument("--keep-collectives", action="store_true",
+                      help="also time cnnjax with the 1-device collectives kept (the behaviour "
+                           "before ops.collectives skipped them)")
   parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
   parser.add_argument("--image-size", type=int, default=32)
@@ -394,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
       print(f"{model_name}, batch {batch}:", flush=True)
       images, labels = synthetic_batch(batch, args.image_size)
       group = [c for name in contenders for c in build(name, model_name, images, labels, lowerings,
-                                                   args.elide_collectives)]
+                                                   args.keep_collectives)]
       _common.interleave(group, args.seconds, args.rounds)
       summaries = {}
       for c in group:

@@ -123,8 +123,9 @@ class Conv(nn.Module):
     kernel_init: initializer of ``kernel`` ``(*kernel_size, C_in / groups,
       features)`` (default LeCun normal).
     bias_init: initializer of ``bias`` (default zeros).
-    lowering: ``'auto'`` (default), ``'lax'`` or ``'matmul'``: how
-      ``ops.conv`` computes the convolution (the same function either way);
+    lowering: ``'auto'`` (default), ``'lax'``, ``'chunked'`` or
+      ``'matmul'``: how ``ops.conv`` computes the convolution (the same
+      function either way);
       ``'auto'`` is ``ops.choose_lowering``'s measured pick per shape and
       backend (always ``'lax'`` off CPU).
   """

@@ -15,24 +15,12 @@ from flax.linen.dtypes import canonicalize_dtype
 from jax import lax
 
 from cnnjax.layers._checks import existing_shape
+from cnnjax.ops import collectives
 from cnnjax.ops.conv import check_floating
 
 Array = jax.Array
 Dtype = Any
 Initializer = Any
-
-
-def _pmean(values: Array, axis_name: str, axis_index_groups: Any) -> Array:
-  """``lax.pmean`` that turns an unbound axis name into a ``ValueError``."""
-  try:
-    return lax.pmean(values, axis_name, axis_index_groups=axis_index_groups)
-  except NameError as err:
-    raise ValueError(
-        f"BatchNorm(axis_name={axis_name!r}) averages batch statistics over the "
-        f"named axis {axis_name!r}, but no axis of that name is bound here. Run the "
-        f"step under jax.pmap(..., axis_name={axis_name!r}) or jax.shard_map over a "
-        f"mesh axis {axis_name!r}, or build BatchNorm with axis_name=None for "
-        f"per-device statistics. (jax: {err})") from None
 
 
 def batch_moments(
@@ -44,8 +32,9 @@ def batch_moments(
   """Mean and biased variance over ``axes`` (and over ``axis_name``), in at least float32.
 
   Computed as ``E[x]`` and ``max(E[x^2] - E[x]^2, 0)`` so that one
-  ``lax.pmean`` of the stacked pair averages both across devices; the clamp
-  removes the small negative values cancellation can produce.
+  ``lax.pmean`` of the stacked pair averages both across devices (skipped
+  when the axis has one device: ``ops.collectives``); the clamp removes the
+  small negative values cancellation can produce.
 
   Args:
     x: any shape; reduced over ``axes``.
@@ -60,7 +49,8 @@ def batch_moments(
   x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
   moments = jnp.stack([jnp.mean(x, axes), jnp.mean(jnp.square(x), axes)])
   if axis_name is not None:
-    moments = _pmean(moments, axis_name, axis_index_groups)
+    moments = collectives.pmean(moments, axis_name, axis_index_groups,
+                                caller=f"BatchNorm(axis_name={axis_name!r})")
   mean, mean2 = moments[0], moments[1]
   return mean, jnp.maximum(mean2 - jnp.square(mean), 0.0)
 

@@ -1,9 +1,12 @@
 """Pure array functions: convolution (three formulations), pooling, arithmetic.
 
+``ops.collectives`` holds ``pmean``/``psum`` that skip an axis of one device.
+
 No parameters and no state: every function maps arrays to arrays, channels
 last ``(N, *spatial, C)``, kernels ``(*spatial, C_in / groups, C_out)``.
 """
 
+from cnnjax.ops import collectives
 from cnnjax.ops.antialias import (
     binomial_filter,
     blur_pool,
@@ -42,6 +45,7 @@ __all__ = [
     "binomial_filter",
     "blur_pool",
     "choose_lowering",
+    "collectives",
     "conv",
     "conv_macs",
     "conv_matmul",

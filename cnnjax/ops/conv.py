@@ -20,6 +20,13 @@ kernels ``(*spatial, C_in / groups, C_out)``, outputs ``(N, *spatial', C_out)``.
   definition above written out. Slow; the ground truth of the test suite.
 * ``conv_matmul``: im2col, every patch extracted then one grouped matrix
   product. A third, independent formulation, and on some shapes the fastest.
+
+``conv`` also has a ``'chunked'`` lowering: ``lax.conv_general_dilated`` on
+consecutive chunks of ``CHUNK_BATCH`` examples, concatenated. The same
+function (examples are independent), but XLA:CPU computes the kernel gradient
+of a batch of 128 two to seven times slower than the sum of the kernel
+gradients of its chunks of 16, so on CPU this is the fast path for most
+layers (``choose_lowering``).
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ Array = jax.Array
 IntSeq = int | Sequence[int] | None
 
 #: Values of ``conv``'s ``lowering`` argument.
-LOWERINGS = ("auto", "lax", "matmul")
+LOWERINGS = ("auto", "lax", "chunked", "matmul")
 
 _DEFAULT_LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar(
     "cnnjax_conv_lowering", default="auto")
@@ -178,8 +185,8 @@ def default_lowering(lowering: str) -> Iterator[None]:
     with ops.default_lowering('lax'):
       step = jax.jit(train_step).lower(state, batch).compile()
 
-  ``'auto'`` restores ``choose_lowering``. Explicit ``lowering='lax'`` or
-  ``'matmul'`` arguments are not affected. The setting is read when a
+  ``'auto'`` restores ``choose_lowering``. Explicit ``lowering='lax'``,
+  ``'chunked'`` or ``'matmul'`` arguments are not affected. The setting is read when a
   function is traced, so it applies to what is traced (or retraced) inside
   the block.
   """
@@ -190,13 +197,15 @@ def default_lowering(lowering: str) -> Iterator[None]:
     _DEFAULT_LOWERING.reset(token)
 
 
-#: On CPU ``choose_lowering`` picks ``'matmul'`` for a first layer (at most
-#: this many input channels per group)...
-MATMUL_MAX_INPUT_CHANNELS = 4
-#: ...with at least this many output positions ``N * prod(spatial_out)``,
-MATMUL_MIN_ROWS = 200_000
-#: and for grouped (depthwise) convolutions with at least this many input channels.
+#: On CPU ``choose_lowering`` picks ``'matmul'`` for grouped (depthwise)
+#: convolutions with at least this many input channels.
 MATMUL_MIN_GROUPED_CHANNELS = 64
+#: Examples per chunk of the ``'chunked'`` lowering.
+CHUNK_BATCH = 16
+#: ``choose_lowering`` chunks a convolution only if it has at least this many
+#: output positions per example (smaller maps, e.g. ResNet's last 4x4 stage,
+#: are faster whole).
+CHUNK_MIN_POSITIONS = 64
 
 
 def choose_lowering(
@@ -210,7 +219,7 @@ def choose_lowering(
     feature_group_count: int = 1,
     backend: str | None = None,
 ) -> str:
-  """The lowering ``conv(..., lowering='auto')`` uses: ``'lax'`` or ``'matmul'``.
+  """The lowering ``conv(..., lowering='auto')`` uses: ``'lax'``, ``'chunked'`` or ``'matmul'``.
 
   The rule follows the sweep of ``benchmarks/conv_ops.py`` (forward plus
   backward, float32, XLA:CPU; the numbers are in ``BENCHMARKS.md``):
@@ -227,15 +236,16 @@ def choose_lowering(
       XLA:CPU's grouped convolution backward is 3x to 15x slower than the
       grouped product;
     - a 1x1 convolution, which is a matrix product;
-    - a stride-1 first layer (at most ``MATMUL_MAX_INPUT_CHANNELS`` input
-      channels per group) with at least ``MATMUL_MIN_ROWS`` output positions
-      ``N * prod(spatial_out)``: XLA:CPU's weight gradient of such a layer,
-      a contraction of the long ``N * H * W`` axis into a tiny kernel, slows
-      down super-linearly with the batch (LeNet-5's first layer: the
-      batch-256 cliff);
 
-  * ``'lax'`` otherwise (3x3 and larger convolutions with many channels, where
-    XLA:CPU's convolution is the faster).
+  * on CPU, ``'chunked'`` (``lax`` on chunks of ``CHUNK_BATCH`` examples) for
+    a batch larger than ``CHUNK_BATCH`` with at least ``CHUNK_MIN_POSITIONS``
+    output positions per example: XLA:CPU's kernel gradient, a contraction
+    of the long ``N * H * W`` axis into a small kernel, slows down
+    super-linearly with the batch (LeNet-5's first layer: 12.6 ms whole,
+    1.8 ms in chunks at batch 128; ResNet-18's 3x3 64-channel layer: 301 ms
+    and 165 ms, forward and backward);
+  * ``'lax'`` otherwise (small batches, small maps, narrow grouped
+    convolutions).
 
   Args:
     x_shape: input shape ``(N, *spatial, C_in)``.
@@ -255,14 +265,11 @@ def choose_lowering(
     return "matmul" if x_shape[-1] >= MATMUL_MIN_GROUPED_CHANNELS else "lax"
   if all(k == 1 for k in kernel):
     return "matmul"
-  if w_shape[-2] > MATMUL_MAX_INPUT_CHANNELS:
-    return "lax"
-  if any(s != 1 for s in arithmetic._tuple(strides, rank, "strides")):
-    return "lax"  # E.g. ResNet-50's 7x7 stride-2 stem: lax is the faster there.
   out = arithmetic.conv_output_shape(
       tuple(x_shape[1:-1]), kernel, strides, padding, rhs_dilation, lhs_dilation)
-  rows = x_shape[0] * int(np.prod(out))
-  return "matmul" if rows >= MATMUL_MIN_ROWS else "lax"
+  if x_shape[0] > CHUNK_BATCH and int(np.prod(out)) >= CHUNK_MIN_POSITIONS:
+    return "chunked"
+  return "lax"
 
 
 def conv(
@@ -297,10 +304,12 @@ def conv(
     feature_group_count: grouped convolution; ``C_in`` and ``C_out`` must be
       divisible by it. ``C_in`` groups of one channel is a depthwise conv.
     precision, preferred_element_type: passed to lax.
-    lowering: ``'lax'`` (``lax.conv_general_dilated``), ``'matmul'`` (the
-      ``conv_matmul`` formulation: the same function, other code), or
-      ``'auto'`` (default): ``choose_lowering``'s pick for this shape and the
-      default backend, or the lowering set by ``default_lowering``.
+    lowering: ``'lax'`` (``lax.conv_general_dilated``), ``'chunked'``
+      (``lax.conv_general_dilated`` on consecutive chunks of ``CHUNK_BATCH``
+      examples, concatenated), ``'matmul'`` (the ``conv_matmul``
+      formulation): the same function, other code. ``'auto'`` (default):
+      ``choose_lowering``'s pick for this shape and the default backend, or
+      the lowering set by ``default_lowering``.
 
   Returns:
     ``(N, *spatial_out, C_out)`` with ``spatial_out`` as
@@ -333,11 +342,19 @@ def conv(
     x = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
     pads = ((0, 0),) * rank
     lhs_dilation = (1,) * rank
-  y = lax.conv_general_dilated(
-      x, w, window_strides=strides, padding=pads, lhs_dilation=lhs_dilation,
-      rhs_dilation=rhs_dilation, dimension_numbers=_LAYOUT[rank],
-      feature_group_count=feature_group_count, precision=precision,
-      preferred_element_type=preferred_element_type)
+  def lax_conv(x):
+    return lax.conv_general_dilated(
+        x, w, window_strides=strides, padding=pads, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=_LAYOUT[rank],
+        feature_group_count=feature_group_count, precision=precision,
+        preferred_element_type=preferred_element_type)
+
+  n = x.shape[0]
+  if lowering == "chunked" and n > CHUNK_BATCH:
+    y = jnp.concatenate(
+        [lax_conv(x[i:i + CHUNK_BATCH]) for i in range(0, n, CHUNK_BATCH)], axis=0)
+  else:
+    y = lax_conv(x)
   if b is not None:
     y = y + b.astype(y.dtype)
   return y

@@ -17,6 +17,10 @@ per-device means: ``loss_sum``, ``correct`` and ``count`` (the number of real,
 unmasked examples), so a padded last evaluation batch counts each example
 exactly once. ``summarize`` turns accumulated sums into ``loss`` and
 ``accuracy``.
+
+Every collective goes through ``cnnjax.ops.collectives``, which skips it when
+the axis has one device (XLA keeps a no-op ``all-reduce`` otherwise, and on
+CPU each is a fusion barrier).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from cnnjax.ops import collectives
 from cnnjax.train.state import TrainState
 
 #: The one name of the device axis: pmap's ``axis_name``, the mesh axis of
@@ -73,9 +78,9 @@ def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
 def _batch_metrics(logits, labels, per_example_loss, mask) -> Metrics:
   correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
   return {
-      "loss_sum": lax.psum(jnp.sum(per_example_loss * mask), AXIS),
-      "correct": lax.psum(jnp.sum(correct * mask), AXIS),
-      "count": lax.psum(jnp.sum(mask), AXIS),
+      "loss_sum": collectives.psum(jnp.sum(per_example_loss * mask), AXIS),
+      "correct": collectives.psum(jnp.sum(correct * mask), AXIS),
+      "count": collectives.psum(jnp.sum(mask), AXIS),
   }
 
 
@@ -160,10 +165,10 @@ def train_step(
   (_, (logits, per_example, batch_stats)), grads = grad_fn(state.params)
   # Every device holds the same per-device count, so the mean of the
   # per-device mean gradients is the gradient of the global mean loss.
-  grads = lax.pmean(grads, AXIS)
+  grads = collectives.pmean(grads, AXIS)
   # With BatchNorm normalising over AXIS the statistics already agree across
   # devices; the mean keeps them identical whatever the model does.
-  batch_stats = lax.pmean(batch_stats, AXIS)
+  batch_stats = collectives.pmean(batch_stats, AXIS)
   metrics = _batch_metrics(logits, labels, per_example, mask)
   metrics["grad_norm"] = optax.tree.norm(grads)
 

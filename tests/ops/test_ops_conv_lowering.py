@@ -1,4 +1,4 @@
-"""``ops.conv``'s lowering choice: 'matmul' equals 'lax'; the 'auto' rule; overrides."""
+"""``ops.conv``'s lowering choice: 'matmul' and 'chunked' equal 'lax'; the 'auto' rule; overrides."""
 
 import importlib
 
@@ -28,8 +28,11 @@ def _operands(case, seed=0):
   return x, w, b
 
 
+@pytest.mark.parametrize("lowering", ["matmul", "chunked"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['x']}-{c['kwargs']}")
-def test_matmul_lowering_equals_lax(case):
+def test_lowering_equals_lax(case, lowering, monkeypatch):
+  # Chunks of one example, so every case has several chunks (and a last one).
+  monkeypatch.setattr(importlib.import_module("cnnjax.ops.conv"), "CHUNK_BATCH", 1)
   x, w, b = _operands(case)
 
   def loss(lowering, x, w, b):
@@ -37,7 +40,7 @@ def test_matmul_lowering_equals_lax(case):
     return jnp.sum(jnp.sin(y)), y
 
   (_, y_lax), g_lax = jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)("lax", x, w, b)
-  (_, y_mm), g_mm = jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)("matmul", x, w, b)
+  (_, y_mm), g_mm = jax.value_and_grad(loss, argnums=(1, 2, 3), has_aux=True)(lowering, x, w, b)
   np.testing.assert_allclose(y_mm, y_lax, rtol=1e-5, atol=1e-4)
   for a, e in zip(g_mm, g_lax):
     np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-3)
@@ -47,9 +50,17 @@ def _primitives(fn, *args):
   return {e.primitive.name for e in jax.make_jaxpr(fn)(*args).eqns}
 
 
+def _conv_count(fn, *args):
+  return sum(e.primitive.name == "conv_general_dilated" for e in jax.make_jaxpr(fn)(*args).eqns)
+
+
 def test_lowering_selects_the_formulation():
   x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
   assert "conv_general_dilated" in _primitives(lambda x, w: ops.conv(x, w, lowering="lax"), x, w)
+  chunk = importlib.import_module("cnnjax.ops.conv").CHUNK_BATCH
+  big = jnp.ones((2 * chunk + 1, 8, 8, 3))
+  assert _conv_count(lambda x, w: ops.conv(x, w, lowering="chunked"), big, w) == 3
+  assert _conv_count(lambda x, w: ops.conv(x, w, lowering="lax"), big, w) == 1
   matmul = _primitives(lambda x, w: ops.conv(x, w, lowering="matmul"), x, w)
   assert "conv_general_dilated" not in matmul and "dot_general" in matmul
 
@@ -62,8 +73,8 @@ def test_auto_rule():
     assert ops.choose_lowering((512, 32, 32, 3), (5, 5, 3, 6), backend=backend) == "lax"
     assert ops.choose_lowering((8, 8, 8, 256), (3, 3, 1, 256), feature_group_count=256,
                                backend=backend) == "lax"
-  # 3x3 convolutions with many channels: lax.
-  assert ops.choose_lowering((128, 32, 32, 64), (3, 3, 64, 64), padding=1, **cpu) == "lax"
+  # 3x3 convolutions with many channels, on small batches: lax.
+  assert ops.choose_lowering((16, 32, 32, 64), (3, 3, 64, 64), padding=1, **cpu) == "lax"
   # 1x1 convolutions are matrix products.
   assert ops.choose_lowering((16, 56, 56, 256), (1, 1, 256, 64), **cpu) == "matmul"
   assert ops.choose_lowering((128, 32, 32, 64), (1, 1, 64, 128), strides=2, **cpu) == "matmul"
@@ -75,27 +86,34 @@ def test_auto_rule():
                              **cpu) == "matmul"
   assert ops.choose_lowering((8, 14, 14, wide // 2), (3, 3, 1, wide // 2),
                              feature_group_count=wide // 2, **cpu) == "lax"
-  # First layers: by the number of output positions ('VALID' 5x5 at 32x32 gives 28x28).
-  n = -(-conv_lib.MATMUL_MIN_ROWS // (28 * 28))
-  assert ops.choose_lowering((n, 32, 32, 3), (5, 5, 3, 6), **cpu) == "matmul"
-  assert ops.choose_lowering((n - 1, 32, 32, 3), (5, 5, 3, 6), **cpu) == "lax"
-  assert ops.choose_lowering((128, 32, 32, 3), (5, 5, 3, 6), **cpu) == "lax"
-  # A strided stem (ResNet-50's 7x7 stride 2) stays on lax at any batch.
-  assert ops.choose_lowering((64, 224, 224, 3), (7, 7, 3, 64), strides=2, padding=3, **cpu) == "lax"
+  # Batches larger than a chunk, on maps of at least CHUNK_MIN_POSITIONS positions: chunked.
+  chunk, positions = conv_lib.CHUNK_BATCH, conv_lib.CHUNK_MIN_POSITIONS
+  assert ops.choose_lowering((chunk + 1, 32, 32, 3), (5, 5, 3, 6), **cpu) == "chunked"
+  assert ops.choose_lowering((chunk, 32, 32, 3), (5, 5, 3, 6), **cpu) == "lax"
+  assert ops.choose_lowering((128, 32, 32, 64), (3, 3, 64, 128), strides=2, padding=1,
+                             **cpu) == "chunked"
+  assert ops.choose_lowering((64, 224, 224, 3), (7, 7, 3, 64), strides=2, padding=3,
+                             **cpu) == "chunked"
+  side = int(positions ** 0.5)  # 'SAME' keeps the side: side**2 == positions.
+  assert ops.choose_lowering((128, side, side, 256), (3, 3, 256, 256), padding="SAME",
+                             **cpu) == "chunked"
+  assert ops.choose_lowering((128, side // 2, side // 2, 512), (3, 3, 512, 512),
+                             padding="SAME", **cpu) == "lax"
 
 
 def test_auto_follows_the_rule_and_the_override():
   big, w = jnp.ones((512, 32, 32, 3)), jnp.ones((5, 5, 3, 6))
   expected = ops.choose_lowering(big.shape, w.shape)
-  prims = _primitives(lambda x, w: ops.conv(x, w), big, w)
-  assert ("conv_general_dilated" in prims) == (expected == "lax")
+  chunks = 512 // importlib.import_module("cnnjax.ops.conv").CHUNK_BATCH
+  count = {"lax": 1, "chunked": chunks, "matmul": 0}[expected]
+  assert _conv_count(lambda x, w: ops.conv(x, w), big, w) == count
   with ops.default_lowering("matmul"):
     assert "conv_general_dilated" not in _primitives(lambda x, w: ops.conv(x, w), big, w)
     # An explicit argument wins over the context.
     assert "conv_general_dilated" in _primitives(
         lambda x, w: ops.conv(x, w, lowering="lax"), big, w)
   with ops.default_lowering("lax"):
-    assert "conv_general_dilated" in _primitives(lambda x, w: ops.conv(x, w), big, w)
+    assert _conv_count(lambda x, w: ops.conv(x, w), big, w) == 1
 
 
 def test_unknown_lowering_is_an_error():

@@ -210,3 +210,30 @@ def test_bfloat16_compute_keeps_float32_params_and_statistics(tiny_cnn, make_bat
   for leaf in jax.tree_util.tree_leaves((final.params, final.batch_stats)):
     assert leaf.dtype == np.float32
   assert np.isfinite(metrics[-1]["loss_sum"])
+
+
+@pytest.mark.parametrize("strategy", ["pmap", "shard_map"])
+def test_one_device_step_compiles_no_all_reduce(strategy, make_batches):
+  """With one device the step's and BatchNorm's collectives are skipped (ops.collectives)."""
+  import flax.linen as nn
+
+  from cnnjax.layers import BatchNorm
+  from cnnjax.train.steps import AXIS
+
+  class BNNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+      x = BatchNorm(axis_name=AXIS, momentum=0.5)(nn.Conv(4, (3, 3))(x), train=train)
+      x = BatchNorm(axis_name=AXIS, momentum=0.5)(nn.Conv(4, (3, 3))(nn.relu(x)), train=train)
+      return nn.Dense(NUM_CLASSES)(x.mean(axis=(1, 2)))
+
+  batch = make_batches(1, 8)[0]
+  counts = {}
+  for n in (1, 2):
+    parallel = Parallel(strategy, jax.local_devices()[:n])
+    step = parallel.train_step(functools.partial(train_step, num_classes=NUM_CLASSES))
+    hlo = step.lower(parallel.put_state(_state(BNNet())),
+                     parallel.shard_batch(batch)).compile().as_text()
+    counts[n] = hlo.count("all-reduce(") + hlo.count("all-reduce-start(")
+  assert counts[1] == 0
+  assert counts[2] > 0  # the count is sensitive: two devices do reduce
