@@ -24,8 +24,8 @@ kernels ``(*spatial, C_in / groups, C_out)``, outputs ``(N, *spatial', C_out)``.
 ``conv`` also has a ``'chunked'`` lowering: ``lax.conv_general_dilated`` on
 consecutive chunks of ``CHUNK_BATCH`` examples, concatenated. The same
 function (examples are independent), but XLA:CPU computes the kernel gradient
-of a batch of 128 two to seven times slower than the sum of the kernel
-gradients of its chunks of 16, so on CPU this is the fast path for most
+of a whole batch of 128 or 256 two to twenty times slower than the sum of the
+kernel gradients of its chunks of 16, so on CPU this is the fast path for most
 layers (``choose_lowering``).
 """
 
@@ -186,9 +186,9 @@ def default_lowering(lowering: str) -> Iterator[None]:
       step = jax.jit(train_step).lower(state, batch).compile()
 
   ``'auto'`` restores ``choose_lowering``. Explicit ``lowering='lax'``,
-  ``'chunked'`` or ``'matmul'`` arguments are not affected. The setting is read when a
-  function is traced, so it applies to what is traced (or retraced) inside
-  the block.
+  ``'chunked'`` or ``'matmul'`` arguments are not affected. The setting is
+  read when a function is traced, so it applies to what is traced (or
+  retraced) inside the block.
   """
   token = _DEFAULT_LOWERING.set(_check_lowering(lowering))
   try:
@@ -241,9 +241,9 @@ def choose_lowering(
     a batch larger than ``CHUNK_BATCH`` with at least ``CHUNK_MIN_POSITIONS``
     output positions per example: XLA:CPU's kernel gradient, a contraction
     of the long ``N * H * W`` axis into a small kernel, slows down
-    super-linearly with the batch (LeNet-5's first layer: 12.6 ms whole,
-    1.8 ms in chunks at batch 128; ResNet-18's 3x3 64-channel layer: 301 ms
-    and 165 ms, forward and backward);
+    super-linearly with the batch (forward and backward at batch 128:
+    LeNet-5's first layer 9.8 ms whole, 1.9 ms chunked; ResNet-18's 3x3
+    64-channel layer 278 ms and 140 ms);
   * ``'lax'`` otherwise (small batches, small maps, narrow grouped
     convolutions).
 
@@ -342,6 +342,7 @@ def conv(
     x = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
     pads = ((0, 0),) * rank
     lhs_dilation = (1,) * rank
+
   def lax_conv(x):
     return lax.conv_general_dilated(
         x, w, window_strides=strides, padding=pads, lhs_dilation=lhs_dilation,
