@@ -17,6 +17,7 @@ uint8, 'label': int}`` examples with ``__len__`` and ``__getitems__``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import shlex
 import threading
@@ -144,8 +145,11 @@ def prepare_command(name: str, data_dir: str | None) -> str:
 
 
 def _unknown(name: str) -> ValueError:
+  known = [*EMBEDDED, *_FOLDERS, *tfds.list_builders(with_community_datasets=False)]
+  close = difflib.get_close_matches(name, known, n=1)
+  hint = f" (did you mean {close[0]!r}?)" if close else ""
   return ValueError(
-      f"unknown data set {name!r}: expected an embedded data set {sorted(EMBEDDED)}, "
+      f"unknown data set {name!r}{hint}: expected an embedded data set {sorted(EMBEDDED)}, "
       f"a registered image folder {sorted(_FOLDERS)}, 'folder:/path/to/root', or a "
       f"TFDS builder name (see tfds.list_builders(), e.g. 'mnist', 'cifar10')")
 
