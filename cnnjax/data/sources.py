@@ -168,11 +168,13 @@ def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   except tfds.core.registered.DatasetNotFoundError:
     raise _unknown(name) from None
   if not digits_lib.is_prepared(builder):
+    from cnnjax.data import prepare as prepare_lib  # noqa: PLC0415  (imports sources)
     raise DatasetNotPreparedError(
         f"TFDS data set {name!r} is not prepared in {os.fspath(builder.data_dir_root)} "
         f"(no {os.fspath(builder.data_path)}/dataset_info.json). Prepare it once "
-        f"(needs `pip install 'cnnjax[prepare]'`, and the internet or a manual_dir "
-        f"of downloaded files) with:\n  {prepare_command(name, data_dir)}")
+        f"(needs `pip install 'cnnjax[prepare]'`). With internet:\n  "
+        f"{prepare_command(name, data_dir)}\nWithout internet, "
+        f"{prepare_lib.offline_instructions(name, builder, data_dir)}")
   if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise DatasetNotPreparedError(
         f"TFDS data set {name!r} in {os.fspath(builder.data_path)} is stored as "
