@@ -26,6 +26,7 @@ import dataclasses
 import difflib
 import inspect
 import json
+import logging
 import re
 import types
 import typing
@@ -38,6 +39,18 @@ from ml_collections import config_dict
 from cnnjax.train.optim import OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float16")
+
+log = logging.getLogger(__name__)
+_WARNED: set[tuple[str, str]] = set()
+
+#: Why ``model.dtype`` other than float32 is slow on CPU, with the measured ratio.
+CPU_DTYPE_ADVICE = (
+    "model.dtype={dtype} on CPU: XLA:CPU has no fast {dtype} convolution and runs a slower "
+    "path than float32 (benchmarks/cpu_dtype.py: {ratio} the float32 images/s for "
+    "digits_cnn), and float32 parameters gain nothing from it on CPU. Use "
+    "--config.model.dtype=float32 on CPU; {dtype} pays off on GPU and TPU.")
+#: bfloat16/float32 images/s of digits_cnn's training step on CPU, from benchmarks/cpu_dtype.py.
+CPU_BF16_RATIO = "0.83x"
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -536,3 +549,29 @@ def describe(config: ml_collections.ConfigDict) -> str:
     note = f"  [{field.note}]" if field.note else ""
     lines.append(f"  {name:<{width}} : {field.type_name} = {shown}{note}")
   return "\n".join(lines)
+
+
+def warn_about_backend(config: Mapping[str, Any], backend: str | None = None) -> str | None:
+  """Warns once per process when ``model.dtype`` is slow on the backend: bfloat16 on CPU.
+
+  Args:
+    config: a run config.
+    backend: ``jax.default_backend()`` when ``None``.
+
+  Returns:
+    The warning (also logged), or ``None``.
+  """
+  dtype = config["model"]["dtype"]
+  if dtype != "bfloat16":  # float16 on CPU is unmeasured: no claim about it.
+    return None
+  if backend is None:
+    import jax  # noqa: PLC0415
+
+    backend = jax.default_backend()
+  if backend != "cpu":
+    return None
+  message = CPU_DTYPE_ADVICE.format(dtype=dtype, ratio=CPU_BF16_RATIO)
+  if (dtype, backend) not in _WARNED:
+    _WARNED.add((dtype, backend))
+    log.warning("%s", message)
+  return message

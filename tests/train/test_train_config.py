@@ -116,3 +116,18 @@ def test_script_sets_model_fields_and_lists_them(tmp_path):
   assert result.returncode == 2
   assert "did you mean 'width'?" in result.stderr and "Traceback" not in result.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_bfloat16_on_cpu_warns_once_saying_why(caplog, monkeypatch):
+  monkeypatch.setattr(config_lib, "_WARNED", set())
+  config = config_lib.base_config()
+  config.model.dtype = "bfloat16"
+  with caplog.at_level("WARNING", logger="cnnjax.train.config"):
+    message = config_lib.warn_about_backend(config, backend="cpu")
+    config_lib.warn_about_backend(config, backend="cpu")
+  assert "XLA:CPU has no fast bfloat16 convolution" in message
+  assert "benchmarks/cpu_dtype.py" in message and "--config.model.dtype=float32" in message
+  assert [r.getMessage() for r in caplog.records] == [message]  # Once.
+  assert config_lib.warn_about_backend(config, backend="gpu") is None
+  config.model.dtype = "float32"
+  assert config_lib.warn_about_backend(config, backend="cpu") is None
