@@ -10,7 +10,7 @@ writes PNG files to ``--out`` (default ``<workdir>/plots/inspect``):
   activation maps it produces in each top-level layer with a spatial output;
 * ``hand_crafted.png``: a 3x3 Gaussian blur, the Sobel kernels and the cross
   detector applied with ``cnnjax.ops.conv`` to a photograph shipped with
-  scikit-learn; ``cross.png``: the cross detector on the material's 5x5 cross.
+  scikit-learn; ``cross.png``: the cross detector on a 5x5 plus of ones (``cross_image``).
 
 Commands::
 
