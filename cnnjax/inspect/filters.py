@@ -123,16 +123,21 @@ def save_image(image: np.ndarray, path: str | os.PathLike, *, title: str | None 
   h, w = image.shape[:2]
   size = max(4.0, scale * max(h, w) / 40)
   width = max(4.0, size * w / max(h, w) + 0.2)
-  height = max(2.0, size * h / max(h, w)) + (0.6 if title else 0.2)
+  # Each line of the title wrapped on its own, with room above the image for all of them.
+  lines = [wrapped for part in (title or "").split("\n")
+           for wrapped in (textwrap.wrap(part, int(width * 11), break_on_hyphens=False,
+                                          break_long_words=False) or [""])] if title else []
+  head = 0.25 + 0.2 * len(lines) if lines else 0.0
+  height = max(2.0, size * h / max(h, w)) + (head if lines else 0.2)
   fig = Figure(figsize=(width, height))
   FigureCanvasAgg(fig)
-  top = 0.6 / height if title else 0.02
+  top = head / height if lines else 0.02
   ax = fig.add_axes((0.02, 0.02, 0.96, 1 - 0.02 - top))
   ax.imshow(np.clip(image, 0, 1), cmap=None if image.ndim == 3 else cmap, vmin=0, vmax=1,
             interpolation="nearest")
   ax.set_axis_off()
-  if title:
-    fig.suptitle(textwrap.fill(title, int(width * 11)), fontsize=9)
+  if lines:
+    fig.suptitle("\n".join(lines), fontsize=9)
   path = os.fspath(path)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=100)
