@@ -10,6 +10,7 @@ an idle machine::
 
   python benchmarks/cpu_dtype.py
   python benchmarks/cpu_dtype.py --models digits_cnn --seconds 6 --rounds 3
+  python benchmarks/cpu_dtype.py --smoke
 """
 
 from __future__ import annotations
@@ -73,7 +74,11 @@ def main() -> None:
   parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--out", default=None, help="also write the record as JSON here")
+  parser.add_argument("--smoke", action="store_true",
+                      help="digits_cnn, batch 8, one short round: correctness only, no timings")
   args = parser.parse_args()
+  if args.smoke:
+    args.models, args.batch, args.seconds, args.rounds = "digits_cnn", 8, 0.1, 1
   rows, record = [], {"environment": _common.environment(), "batch": args.batch, "results": []}
   for name in args.models.split(","):
     pair = [contender(name, dtype, args.batch) for dtype in ("float32", "bfloat16")]
