@@ -54,7 +54,9 @@ CPU_DTYPE_ADVICE = (
     "path than float32 (benchmarks/cpu_dtype.py: {ratio} the float32 images/s of the "
     "training step), and float32 parameters gain nothing from it on CPU. Use "
     "--config.model.dtype=float32 on CPU; {dtype} pays off on GPU and TPU.")
-#: bfloat16/float32 images/s of the training step on CPU, from benchmarks/cpu_dtype.py.
+#: bfloat16/float32 images/s of the training step on CPU, from benchmarks/cpu_dtype.py
+#: (benchmarks/results/cpu_dtype.json: 2 cores shared with other work, every round
+#: marked contaminated; the ratio, measured in one run, is what carries over).
 CPU_BF16_RATIO = "0.74x for digits_cnn and 0.93x for lenet5"
 
 
