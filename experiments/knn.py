@@ -1,4 +1,4 @@
-"""k-NN on a trained network's embeddings versus on raw pixels, as in the course material.
+"""k-NN on a trained network's embeddings versus on raw pixels: how much the network's features help.
 
 Restores a run of ``experiments/train.py``, extracts the ``pre_logits``
 features (the input of the classifier head) of the train and test splits

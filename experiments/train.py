@@ -5,6 +5,12 @@ Usage::
   python experiments/train.py --config experiments/configs/digits_cnn.py \
       --workdir runs/digits [--config.optimizer.learning_rate=0.05] [--fresh]
 
+Model fields: ``--config.model.kwargs.FIELD=VALUE`` sets any field of the
+chosen model that ``cnnjax.models.create`` accepts (``width=2``,
+``downsample=blur``, ``stage_sizes=(1,1,1,1)``), checked by name and type and
+recorded in ``config.json``. ``--config.help`` lists every config key (value
+and comment) and the chosen model's fields (type and default), then exits.
+
 Re-running on a work directory that holds a checkpoint resumes from it;
 ``--fresh`` moves the old run aside and starts over. All logic lives in
 ``cnnjax.train.train_and_evaluate``.
@@ -29,10 +35,12 @@ from ml_collections import config_flags
 
 from cnnjax.train import CheckpointError, NonFiniteLossError, Preempted, train_and_evaluate
 from cnnjax.train import distributed
-from cnnjax.train.config import check_override_flags
+from cnnjax.train import config as config_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file, optionally with ':variant' (e.g. ':smoke').",
+    "config", None, "Experiment config file, optionally with ':variant' (e.g. ':smoke'). "
+    "--config.KEY=VALUE overrides a key, --config.model.kwargs.FIELD=VALUE a field of the "
+    "model; --config.help lists both (values, types, defaults) and exits.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Run directory (resumes if it holds a checkpoint).")
 _FRESH = flags.DEFINE_bool("fresh", False, "Move an existing run directory aside and start over.")
@@ -41,17 +49,27 @@ flags.mark_flags_as_required(["config"])
 
 def _parse(argv):
   try:
-    check_override_flags(argv[1:])
-    return flags.FLAGS(argv)
+    argv, model_overrides = config_lib.split_model_overrides(argv)
+    show_help = "--config.help" in argv
+    argv = [a for a in argv if a != "--config.help"]
+    # config_flags reads its overrides from sys.argv: leave it only what it knows.
+    sys.argv[:] = argv
+    config_lib.check_override_flags(argv[1:])
+    rest = flags.FLAGS(argv)
+    config_lib.apply_model_overrides(_CONFIG.value, model_overrides)
+    if show_help:
+      print(config_lib.describe(_CONFIG.value))
+      sys.exit(0)
+    return rest
   except (ValueError, TypeError, flags.Error) as e:
     # e.g. --config.batch_size=abc: one line naming the flag and the value.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except (AttributeError, KeyError) as e:
-    # --config.model.kwargs.<new key>=...: the command line changes existing keys only.
+    # --config.a.new_key=...: the command line changes existing keys only.
     print(f"error: no config key {e} to override (from {' '.join(argv[1:])}); the command "
-          f"line can change existing keys only: add new model.kwargs in the config file",
-          file=sys.stderr)
+          f"line can change existing keys only (and the model's fields, "
+          f"--config.model.kwargs.FIELD=VALUE); --config.help lists them", file=sys.stderr)
     sys.exit(2)
 
 

@@ -10,7 +10,7 @@ writes PNG files to ``--out`` (default ``<workdir>/plots/inspect``):
   activation maps it produces in each top-level layer with a spatial output;
 * ``hand_crafted.png``: a 3x3 Gaussian blur, the Sobel kernels and the cross
   detector applied with ``cnnjax.ops.conv`` to a photograph shipped with
-  scikit-learn; ``cross.png``: the cross detector on the material's 5x5 cross.
+  scikit-learn; ``cross.png``: the cross detector on a 5x5 plus of ones (``cross_image``).
 
 Commands::
 
@@ -55,24 +55,28 @@ def make_pictures(workdir: str, out: str | None = None, *, index: int = 0,
                      f"got {index}")
   x = images[index:index + 1]
   names = ci.layer_names(run.model, run.variables, x)
+  split = run.config.data.test_split
+  # Every title says whose picture it is: model, data set and run directory.
+  who = f"{run.config.model.name} on {run.config.data.name} ({run.workdir})"
   written = []
 
   convs = _conv_kernels(run.variables, names)
   if convs:
     name, kernel = convs[0]
     written.append(ci.plot_filters(kernel, os.path.join(out, f"filters_{_slug(name)}.png"),
-                                   title=f"{name}: {kernel.shape[-1]} filters {kernel.shape} "
+                                   title=f"{who}\n{name}: {kernel.shape[-1]} filters {kernel.shape} "
                                          f"(HWIO), min-max per filter"))
   if len(convs) > 1:
     name, kernel = convs[1]
     written.append(ci.plot_filter_kernels(kernel, 0, os.path.join(out, f"kernels_{_slug(name)}_0.png"),
-                                          title=f"{name}: the {kernel.shape[2]} kernels of filter 0"))
+                                          title=f"{who}\n{name}: the {kernel.shape[2]} kernels of filter 0"))
 
   logits = np.asarray(run.model.apply(run.variables, x, train=False))[0]
   picture = ci.filters.minmax(x[0])
   written.append(ci.filters.save_image(
       picture, os.path.join(out, "input.png"),
-      title=f"test image {index}: label {labels[index]}, predicted {int(np.argmax(logits))}",
+      title=f"{who}\n{split} split image {index}: label {labels[index]}, predicted "
+            f"{int(np.argmax(logits))}",
       scale=4.0))
   if layers is None:
     shapes = ci.activations(run.model, run.variables, x,
@@ -84,7 +88,8 @@ def make_pictures(workdir: str, out: str | None = None, *, index: int = 0,
       print(f"skipping {name}: output {value.shape} has no spatial map", file=sys.stderr)
       continue
     written.append(ci.plot_activations(value, os.path.join(out, f"activations_{_slug(name)}.png"),
-                                       title=f"{name}: activations {value.shape[1:]}"))
+                                       title=f"{who}\n{name}: activations {value.shape[1:]} of {split} "
+                                             f"split image {index}"))
 
   written.append(ci.plot_hand_crafted(ci.sample_image("china.jpg"),
                                       os.path.join(out, "hand_crafted.png")))

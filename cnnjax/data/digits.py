@@ -140,10 +140,29 @@ def prepare_builder(builder: tfds.core.DatasetBuilder) -> None:
       for entry in os.listdir(dataset_dir):
         if entry.startswith("incomplete."):
           shutil.rmtree(os.path.join(dataset_dir, entry), ignore_errors=True)
-    builder.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-    )
+    with _quiet_tfds():
+      builder.download_and_prepare(
+          file_format="array_record",
+          download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+      )
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+  """Silences TFDS's "Downloading and preparing dataset Unknown size" lines and bars.
+
+  They describe a download that embedded builders never make; the preparation
+  takes about a second. TFDS's progress-bar setting is restored afterwards.
+  """
+  from tensorflow_datasets.core.utils import tqdm_utils  # noqa: PLC0415
+
+  active = tqdm_utils._active
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.display_progress_bar(active)
 
 
 def prepare_digits(data_dir: str | None = None) -> Digits:

@@ -17,6 +17,7 @@ uint8, 'label': int}`` examples with ``__len__`` and ``__getitems__``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import shlex
 import threading
@@ -144,8 +145,11 @@ def prepare_command(name: str, data_dir: str | None) -> str:
 
 
 def _unknown(name: str) -> ValueError:
+  known = [*EMBEDDED, *_FOLDERS, *tfds.list_builders(with_community_datasets=False)]
+  close = difflib.get_close_matches(name, known, n=1)
+  hint = f" (did you mean {close[0]!r}?)" if close else ""
   return ValueError(
-      f"unknown data set {name!r}: expected an embedded data set {sorted(EMBEDDED)}, "
+      f"unknown data set {name!r}{hint}: expected an embedded data set {sorted(EMBEDDED)}, "
       f"a registered image folder {sorted(_FOLDERS)}, 'folder:/path/to/root', or a "
       f"TFDS builder name (see tfds.list_builders(), e.g. 'mnist', 'cifar10')")
 
@@ -164,11 +168,13 @@ def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   except tfds.core.registered.DatasetNotFoundError:
     raise _unknown(name) from None
   if not digits_lib.is_prepared(builder):
+    from cnnjax.data import prepare as prepare_lib  # noqa: PLC0415  (imports sources)
     raise DatasetNotPreparedError(
         f"TFDS data set {name!r} is not prepared in {os.fspath(builder.data_dir_root)} "
         f"(no {os.fspath(builder.data_path)}/dataset_info.json). Prepare it once "
-        f"(needs `pip install 'cnnjax[prepare]'`, and the internet or a manual_dir "
-        f"of downloaded files) with:\n  {prepare_command(name, data_dir)}")
+        f"(needs `pip install 'cnnjax[prepare]'`). With internet:\n  "
+        f"{prepare_command(name, data_dir)}\nWithout internet, "
+        f"{prepare_lib.offline_instructions(name, builder, data_dir)}")
   if builder.info.file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise DatasetNotPreparedError(
         f"TFDS data set {name!r} in {os.fspath(builder.data_path)} is stored as "

@@ -1,8 +1,8 @@
 """Looking inside and reusing trained networks.
 
 * ``filters``: ``plot_filters``, ``plot_filter_kernels``, ``normalize_filters``,
-  ``make_grid``; the hand-crafted kernels of the course material
-  (``hand_crafted_filters``, ``apply_filter``, ``plot_hand_crafted``) on a
+  ``make_grid``; classic hand-crafted kernels (Gaussian blur, Sobel, a
+  cross detector: ``hand_crafted_filters``, ``apply_filter``, ``plot_hand_crafted``) on a
   real photograph (``sample_image``).
 * ``features``: ``activations`` of named layers (Flax
   ``capture_intermediates`` filtered by module path, or sown values),

@@ -8,9 +8,8 @@ requested ones are kept. Values a model sows into ``'intermediates'`` are
 named by the sow name: every cnnjax model sows ``'pre_logits'``, the input of
 its ``head``. ``layer_names(model, variables, x)`` lists what can be asked for.
 
-The PyTorch equivalent in the course material is a forward hook
-(``register_forward_hook``); here nothing is registered or removed, the
-capture is an argument of ``apply``.
+PyTorch does this with a forward hook (``register_forward_hook``); here
+nothing is registered or removed, the capture is an argument of ``apply``.
 """
 
 from __future__ import annotations

@@ -3,14 +3,15 @@
 A learned first-layer kernel ``(kH, kW, C_in, C_out)`` is shown as one tile
 per filter: an RGB tile when ``C_in = 3``, otherwise one grey tile per input
 channel. Each filter is min-max normalised to ``[0, 1]`` on its own (all its
-channels together), as the course material does before ``make_grid``, so
+channels together), as ``torchvision.utils.make_grid(normalize=True)`` does, so
 that the pattern of every filter is visible whatever its scale. Deeper
 filters have too many channels to read as colour; ``plot_filter_kernels``
 shows the ``C_in`` kernels of one of them side by side.
 
-The hand-crafted filters of the material (a 3x3 Gaussian blur, the Sobel
-kernels and the cross detector) are applied with ``cnnjax.ops.conv``, which
-is a cross-correlation like the material's ``apply_filter``.
+Classic hand-crafted filters (a 3x3 Gaussian blur, the Sobel kernels and a
+cross detector) are applied with ``cnnjax.ops.conv``, which is a
+cross-correlation (the kernel is not flipped), as in every deep-learning
+framework.
 
 Pictures are written as PNG with matplotlib's Agg canvas (no display and no
 global backend switch).
@@ -122,16 +123,21 @@ def save_image(image: np.ndarray, path: str | os.PathLike, *, title: str | None 
   h, w = image.shape[:2]
   size = max(4.0, scale * max(h, w) / 40)
   width = max(4.0, size * w / max(h, w) + 0.2)
-  height = max(2.0, size * h / max(h, w)) + (0.6 if title else 0.2)
+  # Each line of the title wrapped on its own, with room above the image for all of them.
+  lines = [wrapped for part in (title or "").split("\n")
+           for wrapped in (textwrap.wrap(part, int(width * 11), break_on_hyphens=False,
+                                          break_long_words=False) or [""])] if title else []
+  head = 0.25 + 0.2 * len(lines) if lines else 0.0
+  height = max(2.0, size * h / max(h, w)) + (head if lines else 0.2)
   fig = Figure(figsize=(width, height))
   FigureCanvasAgg(fig)
-  top = 0.6 / height if title else 0.02
+  top = head / height if lines else 0.02
   ax = fig.add_axes((0.02, 0.02, 0.96, 1 - 0.02 - top))
   ax.imshow(np.clip(image, 0, 1), cmap=None if image.ndim == 3 else cmap, vmin=0, vmax=1,
             interpolation="nearest")
   ax.set_axis_off()
-  if title:
-    fig.suptitle(textwrap.fill(title, int(width * 11)), fontsize=9)
+  if lines:
+    fig.suptitle("\n".join(lines), fontsize=9)
   path = os.fspath(path)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=100)
@@ -220,19 +226,18 @@ def plot_filter_kernels(kernel: ArrayLike, index: int, path: str | os.PathLike, 
 # Hand-crafted filters.
 
 def hand_crafted_filters() -> dict[str, np.ndarray]:
-  """The hand-crafted 3x3 kernels of the course material, ``(kH, kW)`` float32.
+  """Four classic hand-crafted 3x3 kernels, ``(kH, kW)`` float32.
 
   * ``gaussian_blur``: ``[[1, 2, 1], [2, 4, 2], [1, 2, 1]] / 16`` (weights sum to 1).
   * ``sobel_x``: ``[[1, 0, -1], [2, 0, -2], [1, 0, -1]]``, responds to a
     brightness change along x (vertical edges).
   * ``sobel_y``: ``[[1, 2, 1], [0, 0, 0], [-1, -2, -1]]``, responds to a
-    change along y (horizontal edges); the material's ``sobel_y_kernel``.
+    change along y (horizontal edges).
   * ``cross``: ``[[-1, 1, -1], [1, 1, 1], [-1, 1, -1]]``: positive where the
     object (a plus sign) has pixels, negative on the background, so a cross
     of ones gives the largest response, 5.
 
-  Applied as a cross-correlation (``cnnjax.ops.conv``), as the material's
-  ``apply_filter`` does.
+  Applied as a cross-correlation (``cnnjax.ops.conv``, ``apply_filter``).
   """
   sobel_y = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], np.float32)
   return {
@@ -244,7 +249,7 @@ def hand_crafted_filters() -> dict[str, np.ndarray]:
 
 
 def cross_image() -> np.ndarray:
-  """The material's 5x5 test image: a cross of ones centred at (3, 3), ``(5, 5)`` float32."""
+  """A 5x5 test image for the ``cross`` kernel: a plus of ones centred at (3, 3), ``(5, 5)`` float32."""
   image = np.zeros((5, 5), np.float32)
   image[3, 2:5] = 1
   image[2:5, 3] = 1
@@ -256,10 +261,10 @@ def apply_filter(image: ArrayLike, kernel: ArrayLike, *, padding: Any = "VALID")
 
   Args:
     image: ``(H, W)`` grey, or ``(H, W, C)`` colour (averaged over channels
-      first, as the material does).
+      first).
     kernel: ``(kH, kW)``.
     padding: any ``ops.conv`` padding; ``'VALID'`` gives
-      ``(H - kH + 1, W - kW + 1)`` like the material's loop.
+      ``(H - kH + 1, W - kW + 1)``, every position where the kernel fits.
 
   Returns:
     The response, ``(H', W')`` float32.
@@ -316,7 +321,7 @@ def plot_hand_crafted(image: ArrayLike, path: str | os.PathLike,
     ax = fig.add_subplot(1, len(panels), i + 1)
     ax.imshow(minmax(panel), cmap="gray", vmin=0, vmax=1)
     ax.set_title(f"{name} {panel.shape}", fontsize=9)
-    if panel.size <= 64:  # Small enough to print the values, as the material does.
+    if panel.size <= 64:  # Small enough that the printed values stay legible.
       for (r, c), value in np.ndenumerate(panel):
         ax.text(c, r, f"{value:g}", ha="center", va="center", fontsize=8, color="tab:red")
     ax.set_axis_off()

@@ -1,6 +1,6 @@
 """Transfer learning: a trained backbone under a new head, frozen or fine-tuned.
 
-The recipe of the course material, in three steps:
+The usual recipe (Yosinski et al., 2014; the PyTorch transfer-learning tutorial), in three steps:
 
 1. ``load_backbone(new_variables, trained_variables)``: a model built for the
    new task (another ``num_classes``) takes every trained variable except its
@@ -163,8 +163,7 @@ def frozen_apply(model: nn.Module) -> Callable[..., Any]:
   ``train=False`` and returns the ``batch_stats`` it was given, unchanged.
   BatchNorm then normalises with the pretrained running statistics, which
   stay bit-identical, and dropout is off: the backbone is a fixed feature
-  extractor, as in the course material's ``model.eval()`` for feature
-  extraction.
+  extractor, as PyTorch's ``model.eval()`` makes it for feature extraction.
   """
 
   def apply(variables, *args, train: bool = False, mutable: Any = False,

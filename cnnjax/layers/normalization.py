@@ -1,7 +1,11 @@
 """Batch normalization (Ioffe and Szegedy, 2015) with cross-device statistics.
 
-Variables are named as ``flax.linen.BatchNorm``'s (``params``: ``scale``,
-``bias``; ``batch_stats``: ``mean``, ``var``), so the two are interchangeable.
+Variables have the names and shapes of ``flax.linen.BatchNorm``'s
+(``params``: ``scale``, ``bias``; ``batch_stats``: ``mean``, ``var``), and
+the running statistics follow the same momentum rule, so variables trained
+with one load into the other. The mode is ``train: bool`` in ``__call__``
+(Flax: ``use_running_average``); moments are float32 under bfloat16 and the
+variance is clamped at zero.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LeNet-5 as in the course material, and a small CNN for the 8x8 digits data set.
+"""LeNet-5 (conv 6@5x5, pool, conv 16@5x5, pool, dense 120-84-10), and a small CNN for 8x8 digits.
 
 LeCun et al., "Gradient-Based Learning Applied to Document Recognition"
 (Proc. IEEE 1998), in its modern form: ReLU and max-pooling instead of

@@ -9,7 +9,9 @@ at once with the list of valid ones instead of deep inside ``init``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +49,30 @@ class ModelSpec:
     """The fields ``create`` accepts for this entry (dataclass fields but ``parent``/``name``)."""
     return tuple(f.name for f in dataclasses.fields(self.module_class)
                  if f.init and f.name not in ("parent", "name"))
+
+  def field_defaults(self) -> dict[str, Any]:
+    """Each field's value when ``create`` is not given it (the partial's keyword, else the class default).
+
+    A field without a default maps to ``dataclasses.MISSING``.
+    """
+    keywords: dict[str, Any] = {}
+    factory = self.factory
+    while isinstance(factory, functools.partial):
+      keywords = {**factory.keywords, **keywords}
+      factory = factory.func
+    return {f.name: keywords.get(f.name, f.default if f.default is not dataclasses.MISSING
+                                 else (f.default_factory()
+                                       if f.default_factory is not dataclasses.MISSING
+                                       else dataclasses.MISSING))
+            for f in dataclasses.fields(self.module_class) if f.name in self.fields()}
+
+  def field_types(self) -> dict[str, Any]:
+    """Each field's annotation, resolved (``int``, ``str | None``, ``Sequence[int]``, ``Any``...)."""
+    try:
+      hints = typing.get_type_hints(self.module_class)
+    except (NameError, TypeError):  # An annotation naming what the module cannot import.
+      hints = {}
+    return {name: hints.get(name, Any) for name in self.fields()}
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -95,7 +121,9 @@ def names() -> list[str]:
 def spec(name: str) -> ModelSpec:
   """The ``ModelSpec`` of ``name``; ``ValueError`` listing the valid names if unknown."""
   if name not in _REGISTRY:
-    raise ValueError(f"unknown model {name!r}; registered models: {', '.join(names())}")
+    close = difflib.get_close_matches(name, names(), n=1) if isinstance(name, str) else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown model {name!r}{hint} Registered models: {', '.join(names())}")
   return _REGISTRY[name]
 
 
@@ -123,7 +151,9 @@ def create(name: str, /, **kwargs: Any) -> nn.Module:
   valid = entry.fields()
   unknown = sorted(set(kwargs) - set(valid))
   if unknown:
+    close = [c for u in unknown for c in difflib.get_close_matches(u, valid, n=1)]
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
     raise TypeError(
         f"{name} ({entry.module_class.__name__}) has no field(s) "
-        f"{', '.join(map(repr, unknown))}; valid fields: {', '.join(valid)}")
+        f"{', '.join(map(repr, unknown))}{hint}; valid fields: {', '.join(valid)}")
   return entry.factory(**kwargs)

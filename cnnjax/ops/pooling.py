@@ -1,8 +1,8 @@
 """Max and average pooling, channels last, with TensorFlow's ``'SAME'`` semantics.
 
 Signatures follow ``flax.linen.max_pool``/``avg_pool`` (``strides`` defaults
-to 1 per axis, as in Flax). Padding semantics follow TensorFlow, which the
-course material uses: max pooling pads with -inf, so padding never wins;
+to 1 per axis, as in Flax). Padding semantics follow TensorFlow's ``tf.nn.max_pool``/``avg_pool``
+(and PyTorch's pooling defaults): max pooling pads with -inf, so padding never wins;
 average pooling divides by the number of real (unpadded) elements under the
 window by default, or by the whole window with ``count_include_pad=True``.
 Note that ``flax.linen.avg_pool``'s default is the opposite

@@ -7,8 +7,8 @@
   the same class to two shifted copies ('circular' or 'crop' protocol).
 * ``images``, ``shifts``, ``conv_configs`` (``ConvConfig``): hypothesis
   strategies, in ``cnnjax.testing.strategies``. They need ``hypothesis``
-  (installed with the ``dev`` extra) and are imported on first use, so the
-  assertions work without it.
+  (``pip install 'cnnjax[testing]'``) and are imported on first use, so the
+  assertions work without it; shapes come from a few buckets per range.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ Margin = int | Sequence[int] | Sequence[tuple[int, int]] | None
 
 
 def _axes(x: Any, axes: int | Sequence[int] | None) -> tuple[int, ...]:
+  __tracebackhide__ = True
   if not hasattr(x, "ndim") or not hasattr(x, "shape"):
     raise TypeError(f"x must be an array (N, *spatial, C), got {type(x).__name__}")
   if axes is None:
@@ -46,6 +47,7 @@ def _axes(x: Any, axes: int | Sequence[int] | None) -> tuple[int, ...]:
 
 
 def _per_axis(value: Shift, n: int, name: str) -> tuple[int, ...]:
+  __tracebackhide__ = True
   if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
     return (int(value),) * n
   value = tuple(value)
@@ -55,6 +57,7 @@ def _per_axis(value: Shift, n: int, name: str) -> tuple[int, ...]:
 
 
 def _margins(margin: Margin, n: int) -> tuple[tuple[int, int], ...]:
+  __tracebackhide__ = True
   if isinstance(margin, (int, np.integer)):
     pairs = ((int(margin), int(margin)),) * n
   else:
@@ -68,6 +71,7 @@ def _margins(margin: Margin, n: int) -> tuple[tuple[int, int], ...]:
 
 
 def _output(fn: Callable, x: Any, what: str) -> np.ndarray:
+  __tracebackhide__ = True
   y = fn(x)
   if not hasattr(y, "shape"):
     raise TypeError(f"fn must return an array, got {type(y).__name__} for {what}")
@@ -75,6 +79,7 @@ def _output(fn: Callable, x: Any, what: str) -> np.ndarray:
 
 
 def _check_output_axes(y: np.ndarray, x: Any, axes: tuple[int, ...]) -> None:
+  __tracebackhide__ = True
   if y.ndim != x.ndim:
     raise ValueError(
         f"fn's output has shape {y.shape} (rank {y.ndim}) but the input has rank "
@@ -210,6 +215,7 @@ def assert_shift_equivariant(
     ValueError: a shift that is not a multiple of the stride, an unknown mode,
       an output without the spatial axes, or an empty interior.
   """
+  __tracebackhide__ = True  # pytest shows the caller's line, not these internals.
   axes = _axes(x, axes)
   shift = _per_axis(shift, len(axes), "shift")
   stride = _per_axis(stride, len(axes), "stride")
@@ -284,6 +290,7 @@ def assert_shift_invariant(
     AssertionError: the outputs differ; the message gives the largest absolute
       error and where it occurs.
   """
+  __tracebackhide__ = True  # pytest shows the caller's line, not these internals.
   axes = _axes(x, axes)
   shift = _per_axis(shift, len(axes), "shift")
   a = _output(fn, jnp.roll(jnp.asarray(x), shift, axis=axes), "the shifted input")

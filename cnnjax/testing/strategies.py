@@ -11,6 +11,12 @@ hypothesis explores shapes and seeds, and a failing example is reproduced
 from its seed. Shapes and values are small by default, so that every example
 runs in milliseconds.
 
+Sizes come from a few buckets of each range (``buckets=3``: its low end,
+middle and high end), not every integer in it: a jitted function compiles
+once per shape, so a property test, and above all the shrinking of a failing
+one, compiles a handful of times instead of once per example.
+``buckets=None`` draws every size in the range.
+
 Example::
 
   from hypothesis import given, strategies as st
@@ -30,7 +36,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from hypothesis import strategies as st
+
+try:
+  from hypothesis import strategies as st
+except ModuleNotFoundError as e:
+  if e.name != "hypothesis":
+    raise
+  raise ImportError(
+      "cnnjax.testing.strategies needs hypothesis: pip install 'cnnjax[testing]' "
+      "(the assertions of cnnjax.testing work without it)", name=e.name) from None
 
 from cnnjax.ops import arithmetic
 
@@ -47,6 +61,15 @@ def _range(value: IntRange, name: str, minimum: int = 1) -> tuple[int, int]:
   return int(value[0]), int(value[1])
 
 
+def _sizes(lo: int, hi: int, buckets: int | None) -> st.SearchStrategy[int]:
+  """Ints in ``[lo, hi]``: ``buckets`` evenly spaced ones (lowest first, where shrinking goes) or all."""
+  if buckets is None:
+    return st.integers(lo, hi)
+  if not isinstance(buckets, int) or isinstance(buckets, bool) or buckets < 1:
+    raise ValueError(f"buckets must be a positive int or None, got {buckets!r}")
+  return st.sampled_from(sorted({int(v) for v in np.linspace(lo, hi, buckets).round()}))
+
+
 def images(
     rank: int = 2,
     batch: IntRange = (1, 3),
@@ -56,6 +79,7 @@ def images(
     *,
     multiple_of: int | Sequence[int] = 1,
     scale: float = 1.0,
+    buckets: int | None = 3,
 ) -> st.SearchStrategy[np.ndarray]:
   """Random feature maps ``(N, *spatial, C)``, channels last.
 
@@ -67,6 +91,8 @@ def images(
     multiple_of: every spatial size is rounded up to a multiple of it (an int
       or one per axis), e.g. the total stride of a network under test.
     scale: standard deviation of the normally distributed values.
+    buckets: how many sizes of each range are drawn (evenly spaced, ends
+      included); ``None`` for every size.
 
   Returns:
     A strategy of numpy arrays of shape ``(N, *spatial, C)`` and ``dtype``.
@@ -81,11 +107,14 @@ def images(
   c_lo, c_hi = _range(channels, "channels")
   multiple = arithmetic._tuple(multiple_of, rank, "multiple_of")
 
+  n_sizes, s_sizes, c_sizes = (_sizes(n_lo, n_hi, buckets), _sizes(s_lo, s_hi, buckets),
+                               _sizes(c_lo, c_hi, buckets))
+
   @st.composite
   def draw_images(draw: Any) -> np.ndarray:
-    n = draw(st.integers(n_lo, n_hi))
-    sizes = tuple(-(-draw(st.integers(s_lo, s_hi)) // m) * m for m in multiple)
-    c = draw(st.integers(c_lo, c_hi))
+    n = draw(n_sizes)
+    sizes = tuple(-(-draw(s_sizes) // m) * m for m in multiple)
+    c = draw(c_sizes)
     seed = draw(st.integers(0, 2**32 - 1))
     values = np.random.default_rng(seed).standard_normal((n, *sizes, c)) * scale
     return values.astype(dtype)
@@ -185,6 +214,7 @@ def conv_configs(
     groups: IntRange = (1, 3),
     channels_per_group: IntRange = (1, 2),
     paddings: Sequence[str] = ("CIRCULAR",),
+    buckets: int | None = 3,
 ) -> st.SearchStrategy[ConvConfig]:
   """Convolution hyperparameters: kernel, stride, dilation, groups, padding, channels.
 
@@ -198,6 +228,9 @@ def conv_configs(
     kernel_size, strides, dilation, groups, channels_per_group: an int or an
       inclusive ``(lo, hi)`` range.
     paddings: the padding strings to draw from, e.g. ``('CIRCULAR', 'SAME')``.
+    buckets: how many values of the ``channels_per_group`` range are drawn
+      (evenly spaced, ends included); ``None`` for every value. Kernel sizes
+      are all drawn: odd and even kernels pad differently.
 
   Returns:
     A strategy of ``ConvConfig``. Draw inputs of at least
@@ -221,17 +254,17 @@ def conv_configs(
   d_lo, d_hi = _range(dilation, "dilation")
   g_lo, g_hi = _range(groups, "groups")
   c_lo, c_hi = _range(channels_per_group, "channels_per_group")
+  k_sizes, c_sizes = st.integers(k_lo, k_hi), _sizes(c_lo, c_hi, buckets)
 
   @st.composite
   def draw_config(draw: Any) -> ConvConfig:
-    kernel = tuple(draw(st.integers(k_lo, k_hi)) for _ in range(rank))
+    kernel = tuple(draw(k_sizes) for _ in range(rank))
     stride = tuple(draw(st.integers(s_lo, s_hi)) for _ in range(rank))
     dil = tuple(draw(st.integers(d_lo, d_hi)) for _ in range(rank))
     g = draw(st.integers(g_lo, g_hi))
     padding = draw(st.sampled_from(allowed))
     return ConvConfig(
         kernel_size=kernel, strides=stride, kernel_dilation=dil, feature_group_count=g,
-        padding=padding, in_features=g * draw(st.integers(c_lo, c_hi)),
-        features=g * draw(st.integers(c_lo, c_hi)))
+        padding=padding, in_features=g * draw(c_sizes), features=g * draw(c_sizes))
 
   return draw_config()

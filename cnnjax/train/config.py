@@ -8,21 +8,56 @@ name the nearest valid key (``difflib``) and say what to do.
 
 ``validate(config)`` checks names and values before anything is compiled;
 ``train_and_evaluate`` calls it first.
+
+Model fields: ``model.kwargs`` takes any field of the chosen model that
+``cnnjax.models.create`` accepts (``width``, ``num_filters``, ``downsample``,
+``padding``, ``dropout_rate`` ...). ``model_fields(name)`` lists them with
+their types and defaults; ``apply_model_overrides`` sets them from
+``--config.model.kwargs.FIELD=VALUE`` arguments, checking the name (with the
+nearest field on a typo) and the type; ``describe(config)`` is what
+``experiments/train.py --config.help`` prints.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import inspect
 import json
-from collections.abc import Iterable, Mapping
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
 
+from cnnjax.train.model_fields import (  # noqa: F401  (the config's public names)
+    ENGINE_FIELDS,
+    ModelField,
+    apply_model_overrides,
+    check_model_kwargs,
+    model_fields,
+    parse_model_field,
+    split_model_overrides,
+)
 from cnnjax.train.optim import OPTIMIZERS, SCHEDULES
 
 DTYPES = ("float32", "bfloat16", "float16")
+
+log = logging.getLogger(__name__)
+_WARNED: set[tuple[str, str]] = set()
+
+#: Why ``model.dtype`` other than float32 is slow on CPU, with the measured ratio.
+CPU_DTYPE_ADVICE = (
+    "model.dtype={dtype} on CPU: XLA:CPU has no fast {dtype} convolution and runs a slower "
+    "path than float32 (benchmarks/cpu_dtype.py: {ratio} the float32 images/s of the "
+    "training step), and float32 parameters gain nothing from it on CPU. Use "
+    "--config.model.dtype=float32 on CPU; {dtype} pays off on GPU and TPU.")
+#: bfloat16/float32 images/s of the training step on CPU, from benchmarks/cpu_dtype.py
+#: (benchmarks/results/cpu_dtype.json: 2 cores shared with other work, every round
+#: marked contaminated; the ratio, measured in one run, is what carries over).
+CPU_BF16_RATIO = "0.74x for digits_cnn and 0.93x for lenet5"
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -120,22 +155,36 @@ def valid_keys() -> list[str]:
   return sorted(_flatten(base_config()))
 
 
+def _nearest(key: str, valid: Sequence[str], n: int) -> list[str]:
+  """Up to ``n`` keys of ``valid`` nearest ``key``, on the whole dotted name or its last part."""
+  close = difflib.get_close_matches(key, valid, n=n, cutoff=0.5)
+  # Match on the last component too: 'learning_rte' -> 'optimizer.learning_rate'.
+  leaf = key.rsplit(".", 1)[-1]
+  by_leaf: dict[str, list[str]] = {}
+  for k in valid:
+    by_leaf.setdefault(k.rsplit(".", 1)[-1], []).append(k)
+  for found in difflib.get_close_matches(leaf, list(by_leaf), n=n, cutoff=0.6):
+    close += [k for k in by_leaf[found] if k not in close]
+  return close[:n]
+
+
 def unknown_key_message(key: str, valid: Iterable[str] | None = None) -> str:
-  """``unknown config key 'x'; did you mean 'y'?`` and the valid keys nearby."""
+  """``unknown config key 'x'; did you mean 'y'?`` and a few valid keys near it.
+
+  A key inside a section (``optimizer.x``) lists that section's keys; a
+  top-level one the nearest few, not all of them (``--config.help`` does).
+  """
   valid = sorted(valid_keys() if valid is None else valid)
-  close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-  if not close:
-    # Match on the last component too: 'learning_rte' -> 'optimizer.learning_rate'.
-    leaf = key.rsplit(".", 1)[-1]
-    by_leaf = {k.rsplit(".", 1)[-1]: k for k in valid}
-    leaves = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
-    close = [by_leaf[leaves[0]]] if leaves else []
-  hint = f"; did you mean {close[0]!r}?" if close else ""
+  close = _nearest(key, valid, n=5)
+  hint = f"; did you mean {close[0]!r}?" if close else "."
   section = key.rsplit(".", 1)[0] + "." if "." in key else ""
-  nearby = [k for k in valid if section and k.startswith(section)] or valid
-  return (f"unknown config key {key!r}{hint or '.'} Valid keys"
-          f"{' under ' + repr(section[:-1]) if section and nearby is not valid else ''}: "
-          f"{', '.join(nearby)}")
+  in_section = [k for k in valid if section and k.startswith(section)]
+  if in_section:
+    return (f"unknown config key {key!r}{hint} Valid keys under {section[:-1]!r}: "
+            f"{', '.join(in_section)}")
+  nearby = f" Nearest keys: {', '.join(close)}." if len(close) > 1 else ""
+  return (f"unknown config key {key!r}{hint}{nearby} "
+          f"`experiments/train.py --config FILE --config.help` lists every key.")
 
 
 def check_keys(config: Mapping[str, Any]) -> None:
@@ -216,6 +265,7 @@ def validate(config: Mapping[str, Any]) -> None:
   """
   check_keys(config)
   check_types(config)
+  check_model_kwargs(config["model"]["name"], config["model"]["kwargs"])
   _choice(config, "optimizer.name", config["optimizer"]["name"], OPTIMIZERS)
   _choice(config, "schedule.name", config["schedule"]["name"], SCHEDULES)
   _choice(config, "model.dtype", config["model"]["dtype"], DTYPES)
@@ -252,3 +302,71 @@ def to_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, 
   if isinstance(config, ml_collections.ConfigDict):
     config = config.to_dict()
   return json.loads(json.dumps(config, default=str))
+
+
+def _comments() -> dict[str, str]:
+  """The one-line comment of every key of ``base_config``, read from its source."""
+  out = {}
+  for line in inspect.getsource(base_config).splitlines():
+    match = re.match(r"\s*c\.([\w.]+) = (.*?)\s+#\s*(.*)$", line)
+    if match:
+      out[match.group(1)] = match.group(3)
+  return out
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+  """Every config key with its value and comment, then the chosen model's fields.
+
+  What ``experiments/train.py --config FILE --config.help`` prints.
+  """
+  comments = _comments()
+  lines = ["Config keys (set with --config.KEY=VALUE):"]
+  flat = _flatten(config)
+  width = max(len(k) for k in flat)
+  for key, value in sorted(flat.items()):
+    if key == "model.kwargs":
+      value = to_dict(value)
+    lines.append(f"  {key:<{width}} = {value!r:<14} # {comments.get(key, '')}")
+  try:
+    fields = model_fields(config.model.name)
+  except ValueError as e:
+    lines.append(str(e))
+    return "\n".join(lines)
+  lines.append(f"\nFields of model {config.model.name!r} "
+               f"(set with --config.model.kwargs.FIELD=VALUE):")
+  current = dict(config.model.kwargs)
+  width = max(len(f) for f in fields)
+  for name, field in fields.items():
+    value = current.get(name, field.default)
+    shown = "(required)" if value is dataclasses.MISSING else repr(value)
+    if not isinstance(value, (int, float, str, bool, tuple, list, type(None))):
+      shown = getattr(value, "__name__", type(value).__name__)
+    note = f"  [{field.note}]" if field.note else ""
+    lines.append(f"  {name:<{width}} : {field.type_name} = {shown}{note}")
+  return "\n".join(lines)
+
+
+def warn_about_backend(config: Mapping[str, Any], backend: str | None = None) -> str | None:
+  """Warns once per process when ``model.dtype`` is slow on the backend: bfloat16 on CPU.
+
+  Args:
+    config: a run config.
+    backend: ``jax.default_backend()`` when ``None``.
+
+  Returns:
+    The warning (also logged), or ``None``.
+  """
+  dtype = config["model"]["dtype"]
+  if dtype != "bfloat16":  # float16 on CPU is unmeasured: no claim about it.
+    return None
+  if backend is None:
+    import jax  # noqa: PLC0415
+
+    backend = jax.default_backend()
+  if backend != "cpu":
+    return None
+  message = CPU_DTYPE_ADVICE.format(dtype=dtype, ratio=CPU_BF16_RATIO)
+  if (dtype, backend) not in _WARNED:
+    _WARNED.add((dtype, backend))
+    log.warning("%s", message)
+  return message

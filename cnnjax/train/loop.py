@@ -248,6 +248,7 @@ def train_and_evaluate(
   if not isinstance(config, ml_collections.ConfigDict):
     config = ml_collections.ConfigDict(dict(config))
   config_lib.validate(config)
+  config_lib.warn_about_backend(config)
   parallel = Parallel(config.strategy, devices)
   parallel.check_batch_size(config.batch_size, "batch_size")
   parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
@@ -302,9 +303,7 @@ def train_and_evaluate(
                                      tensorboard=config.tensorboard)
   bar = None
   if config.progress_bar and _is_main():
-    from tqdm import auto as tqdm  # noqa: PLC0415
-    bar = tqdm.tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                    desc=f"{config.model.name}/{config.data.name}")
+    bar = metrics_lib.progress_bar(total_steps, start_step, f"{config.model.name}/{config.data.name}")
   say = (bar.write if bar is not None else print) if _is_main() else (lambda *_: None)
   if resumed_from is not None:
     say(f"resumed from checkpoint step {resumed_from} in {checkpointer.directory}")
@@ -435,8 +434,7 @@ def train_and_evaluate(
   }
   if _is_main():
     if config.plots:
-      metrics_lib.plot_curves(os.path.join(workdir, "metrics.jsonl"),
-                              os.path.join(workdir, "plots"))
+      metrics_lib.plot_run(workdir, config)
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)
   _barrier("cnnjax-end")

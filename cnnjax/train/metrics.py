@@ -9,14 +9,23 @@ event to ``metrics.jsonl``::
    "count": 6400, "images_per_sec": 5321.0, "learning_rate": 0.05, ...}
 
 Only process 0 writes; the others build the same objects and drop them.
+
+``progress_bar`` is a tqdm bar on a terminal and a plain line every
+``LOG_INTERVAL_S`` seconds otherwise (a log file, CI), where hundreds of
+``\r`` updates would be one unreadable line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TextIO
+
+#: Seconds between progress lines when the output is not a terminal.
+LOG_INTERVAL_S = 30.0
 
 import numpy as np
 
@@ -127,8 +136,73 @@ def truncate_events(path: str, last_step: int) -> None:
       f.write(json.dumps(e) + "\n")
 
 
-def plot_curves(metrics_path: str, plots_dir: str) -> list[str]:
+class LineProgress:
+  """A progress report for output that is not a terminal: one line every ``interval_s`` seconds.
+
+  Has the part of tqdm's interface the loop uses (``update``, ``set_postfix``,
+  ``write``, ``close``). Each line reads
+  ``digits_cnn/digits: step 120/660 (18%), 4.1 step/s, loss=0.2, acc=0.95``.
+  """
+
+  def __init__(self, total: int, initial: int = 0, desc: str = "", *,
+               interval_s: float = LOG_INTERVAL_S, file: TextIO | None = None):
+    self.total, self.n, self.desc = int(total), int(initial), desc
+    self.interval_s = float(interval_s)
+    self.file = file if file is not None else sys.stderr
+    self._postfix: dict[str, Any] = {}
+    self._start_n, self._start = self.n, time.monotonic()
+    self._last = self._start
+
+  def _line(self) -> str:
+    rate = (self.n - self._start_n) / max(time.monotonic() - self._start, 1e-9)
+    parts = [f"step {self.n}/{self.total} ({100 * self.n / max(self.total, 1):.0f}%)",
+             f"{rate:.1f} step/s", *(f"{k}={v}" for k, v in self._postfix.items())]
+    return f"{self.desc}: {', '.join(parts)}" if self.desc else ", ".join(parts)
+
+  def update(self, n: int = 1) -> None:
+    """Counts ``n`` steps; prints a line if ``interval_s`` has passed since the last."""
+    self.n += n
+    now = time.monotonic()
+    if now - self._last >= self.interval_s:
+      self._last = now
+      print(self._line(), file=self.file, flush=True)
+
+  def set_postfix(self, **values: Any) -> None:
+    """Values shown at the end of the next line (loss, accuracy, images/s)."""
+    self._postfix = values
+
+  def write(self, text: str) -> None:
+    print(text, file=self.file, flush=True)
+
+  def close(self) -> None:
+    """Prints the final line."""
+    print(self._line(), file=self.file, flush=True)
+
+
+def progress_bar(total: int, initial: int = 0, desc: str = "", *,
+                 file: TextIO | None = None, interval_s: float = LOG_INTERVAL_S) -> Any:
+  """A tqdm bar if ``file`` (default stderr) is a terminal, else a ``LineProgress``."""
+  file = file if file is not None else sys.stderr
+  isatty = getattr(file, "isatty", None)
+  if isatty is not None and isatty():
+    from tqdm import auto as tqdm  # noqa: PLC0415
+
+    return tqdm.tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                     desc=desc, file=file)
+  return LineProgress(total, initial, desc, interval_s=interval_s, file=file)
+
+
+def plot_curves(metrics_path: str, plots_dir: str, *, title: str = "",
+                split_names: Mapping[str, str] | None = None) -> list[str]:
   """Writes ``loss.png`` and ``accuracy.png`` (train and eval curves per step).
+
+  Args:
+    metrics_path: a ``metrics.jsonl``.
+    plots_dir: where the PNG files go.
+    title: the figure title, e.g. ``'digits_cnn on digits (runs/digits)'``.
+    split_names: the data split behind each event split, e.g.
+      ``{'train': 'train', 'eval': 'test'}``; the legend names the data split
+      (``'test'``), not the role (``'eval'``).
 
   Returns:
     The paths written.
@@ -147,9 +221,14 @@ def plot_curves(metrics_path: str, plots_dir: str) -> list[str]:
       points = [(e["step"], e[key]) for e in events if e.get("split") == split and key in e]
       if points:
         steps, values = zip(*points)
-        ax.plot(steps, values, marker="o" if split == "eval" else None, label=split)
+        label = split
+        if split_names and split in split_names:
+          label = f"{split_names[split]} split" + (", each epoch" if split == "eval" else "")
+        ax.plot(steps, values, marker="o" if split == "eval" else None, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel(key)
+    if title:
+      ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     path = os.path.join(plots_dir, f"{key}.png")
@@ -158,3 +237,16 @@ def plot_curves(metrics_path: str, plots_dir: str) -> list[str]:
     plt.close(fig)
     written.append(path)
   return written
+
+
+def plot_run(workdir: str, config: Mapping[str, Any]) -> list[str]:
+  """``plot_curves`` of a run directory, titled with model, data set and directory.
+
+  The legend names the data splits of ``config.data`` (``train_split`` and
+  ``eval_split``). Returns the paths written (``<workdir>/plots/*.png``).
+  """
+  data = config["data"]
+  title = f"{config['model']['name']} on {data['name']} ({workdir})"
+  return plot_curves(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "plots"),
+                     title=title,
+                     split_names={"train": data["train_split"], "eval": data["eval_split"]})

@@ -1,10 +1,14 @@
 """Optimizers and learning-rate schedules by name, from a config.
 
 ``create_optimizer(config.optimizer, config.schedule, steps_per_epoch,
-num_epochs)`` chains, in order: global-norm clipping (when
-``grad_clip_norm > 0``), the optimizer with its schedule, and decoupled weight
-decay masked so that only kernels of rank > 1 decay (biases, BatchNorm scales
-and offsets, and any other rank-0/1 parameter do not).
+num_epochs)`` chains global-norm clipping (when ``grad_clip_norm > 0``)
+and the optimizer with its schedule, with weight decay masked so that only
+kernels of rank > 1 decay (biases, BatchNorm scales and
+offsets, and any other rank-0/1 parameter do not). For ``sgd`` and ``adam``
+the decay is coupled L2: ``weight_decay * w`` is added to the gradient before
+momentum (or Adam's moments) and the learning rate scale it, as in the ResNet
+recipe; ``adamw`` decouples it (Loshchilov & Hutter, 2019), subtracting
+``learning_rate * weight_decay * w`` after the Adam update.
 
 Optimizers: ``sgd`` (``momentum``, ``nesterov``), ``adam``, ``adamw``.
 Schedules: ``constant``, ``cosine`` (linear warm-up then cosine decay to zero),

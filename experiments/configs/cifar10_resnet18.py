@@ -8,9 +8,10 @@ Command::
 
   python experiments/train.py --config experiments/configs/cifar10_resnet18.py --workdir runs/cifar10_resnet18
 
-Expected: test accuracy about 0.95 after 200 epochs with SGD, Nesterov
-momentum, weight decay 5e-4, cosine schedule, random crops and flips (about
-1.5 hours on one modern GPU; far too slow for a CPU). Use
+Expected (the published figure of this recipe, not measured with cnnjax):
+test accuracy about 0.95 after 200 epochs with SGD, Nesterov momentum,
+weight decay 5e-4, cosine schedule, random crops and flips (about 1.5 hours
+on one modern GPU; far too slow for a CPU). Use
 ``--config.model.dtype=bfloat16`` for mixed precision on GPU/TPU.
 
 Smoke variant (a few steps on 256 examples)::

@@ -78,3 +78,14 @@ def _has_torch():
   except ImportError:
     return False
   return True
+
+
+@pytest.mark.slow
+def test_cpu_dtype_smoke(tmp_path):
+  record, stdout = _run("cpu_dtype", tmp_path)
+  (entry,) = record["results"]
+  assert entry["model"] == "digits_cnn"
+  for dtype in ("float32", "bfloat16"):
+    assert entry[dtype]["error"] is None and entry[dtype]["median"] > 0
+  assert entry["bfloat16/float32"] > 0
+  assert "| digits_cnn | 8 |" in stdout

@@ -116,3 +116,13 @@ def test_prepare_cli_embedded(tmp_path, capsys):
 
   assert prepare.main(["digits", "--data_dir", str(tmp_path)]) == 0
   assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "digits" / "1.0.0")
+
+
+def test_preparing_digits_prints_no_download_lines(tmp_path, capsys):
+  from tensorflow_datasets.core.utils import tqdm_utils
+  before = tqdm_utils._active
+  digits_lib.prepare_digits(str(tmp_path))
+  captured = capsys.readouterr()
+  assert "Downloading and preparing" not in captured.out + captured.err
+  assert "Unknown size" not in captured.out + captured.err
+  assert tqdm_utils._active == before  # The user's TFDS progress-bar setting is left as it was.

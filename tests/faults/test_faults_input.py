@@ -47,7 +47,8 @@ def _case(name, tmp_path):
             ["optimizer.name='adagrad' is not one of ['sgd', 'adam', 'adamw']"])
   if name == "unknown_dataset":
     return (["--config.data.name=digitz"], 2,
-            ["unknown data set 'digitz': expected an embedded data set ['digits']"])
+            ["unknown data set 'digitz' (did you mean 'digits'?): expected an embedded data set "
+             "['digits']"])
   if name == "dataset_not_prepared":
     data_dir = str(tmp_path / "tfds")
     return (["--config.data.name=mnist", f"--config.data.data_dir={data_dir}"], 2,
@@ -60,15 +61,15 @@ def _case(name, tmp_path):
     root = _folder(tmp_path / "mixed", {"cats": (8, 8), "dogs": (9, 7)})
     return ([f"--config.data.name=folder:{root}"], 2,
             ["mixes image sizes", "8x8 (HxW): 3 files", "9x7 (HxW): 3 files, e.g. dogs/0.png"])
-  if name == "new_model_kwarg":
-    return (["--config.model.kwargs.num_classes=5"], 2,
-            ["no config key", "num_classes", "add new model.kwargs in the config file"])
+  if name == "misspelt_model_field":
+    return (["--config.model.kwargs.widht=2"], 2,
+            ["model 'digits_cnn' has no field 'widht'", "did you mean 'width'?"])
   raise AssertionError(name)
 
 
 CLI_CASES = ["string_for_int", "batch_not_divisible", "unknown_optimizer", "unknown_dataset",
              "dataset_not_prepared", "folder_without_images", "folder_mixed_sizes",
-             "new_model_kwarg"]
+             "misspelt_model_field"]
 
 
 @pytest.mark.slow

@@ -33,13 +33,23 @@ def run_dir(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_visualize_and_knn_on_a_trained_run(run_dir, tmp_path, capsys):
+def test_visualize_and_knn_on_a_trained_run(run_dir, tmp_path, capsys, monkeypatch):
+  import matplotlib.figure
   run = ci.load_run(run_dir)
   assert run.step == 6 and run.model.num_classes == 10
   assert set(run.variables) == {"params", "batch_stats"}
 
+  titles = []
+  suptitle = matplotlib.figure.Figure.suptitle
+  monkeypatch.setattr(matplotlib.figure.Figure, "suptitle",
+                      lambda fig, text, **k: (titles.append(text), suptitle(fig, text, **k))[1])
   out = str(tmp_path / "pictures")
   assert _script("visualize").main(["--workdir", run_dir, "--out", out]) == 0
+  run_titles = [t for t in titles if "filters" in t or "activations" in t or "image" in t]
+  assert len(run_titles) >= 4
+  for title in (" ".join(t.split()) for t in run_titles):  # Whose pictures, of which split.
+    assert title.startswith(f"digits_cnn on digits ({run.workdir})"), title
+  assert any("test split image 0" in " ".join(t.split()) for t in run_titles)
   names = set(os.listdir(out))
   assert {"filters_conv1_conv.png", "kernels_conv2_conv_0.png", "input.png",
           "activations_conv1.png", "activations_conv3.png", "hand_crafted.png",

@@ -231,3 +231,14 @@ def test_an_output_without_spatial_axes_points_to_invariance():
     assert_shift_equivariant(ops.global_avg_pool, x, 1)
   assert_shift_invariant(ops.global_avg_pool, x, (2, 5))
   assert_shift_invariant(ops.global_max_pool, x, (-1, 3), atol=0.0)
+
+
+def test_assertion_frames_are_hidden_from_pytest_tracebacks():
+  import cnnjax.testing.equivariance as equivariance_module
+  x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+  for check in (lambda: assert_shift_equivariant(lambda z: z * z[:, :1], x, (1, 0)),
+                lambda: assert_shift_invariant(lambda z: z[:, 0, 0], x, (1, 0))):
+    with pytest.raises(AssertionError) as info:
+      check()
+    shown = info.traceback.filter(info)
+    assert shown and all(str(e.path) != equivariance_module.__file__ for e in shown)

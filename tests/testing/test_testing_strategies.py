@@ -104,3 +104,28 @@ def test_strategies_are_reexported_by_cnnjax_testing():
   assert testing.strategies is cst
   with pytest.raises(AttributeError, match="no attribute 'nothing'"):
     testing.nothing  # noqa: B018
+
+
+def test_sizes_come_from_a_few_buckets_by_default():
+  """A property test compiles once per shape: shapes from 3 buckets per axis, not 9 values."""
+  seen, every = set(), set()
+
+  @settings(max_examples=60, derandomize=True)
+  @given(x=cst.images(rank=2, batch=(1, 3), spatial=(4, 12), channels=(1, 4)),
+         y=cst.images(rank=2, batch=1, spatial=(4, 12), channels=1, buckets=None))
+  def collect(x, y):
+    seen.update(x.shape[1:3])
+    every.update(y.shape[1:3])
+
+  collect()
+  assert seen <= {4, 8, 12}
+  assert len(every) > 3  # The opt-out draws sizes between the buckets too.
+
+
+def test_strategies_without_hypothesis_name_the_extra(monkeypatch):
+  import importlib
+  import sys
+  monkeypatch.setitem(sys.modules, "hypothesis", None)  # What a missing package looks like.
+  monkeypatch.delitem(sys.modules, "cnnjax.testing.strategies")
+  with pytest.raises(ImportError, match=r"pip install 'cnnjax\[testing\]'"):
+    importlib.import_module("cnnjax.testing.strategies")

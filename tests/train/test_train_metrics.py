@@ -80,3 +80,44 @@ def test_host_state_refuses_device_copies_that_differ():
   device_state = _State({"mean": jax.device_put(different, parallel._local_split)})
   with pytest.raises(ValueError, match=r"device copies of batch_stats\['mean'\] differ"):
     parallel.host_state(device_state)
+
+
+def test_plots_have_a_title_and_name_the_data_splits(tmp_path, monkeypatch):
+  import matplotlib.figure
+  from cnnjax.train import config as config_lib
+  writer = metrics_lib.MetricsWriter(str(tmp_path))
+  writer.write(1, "train", {"loss": 1.0, "accuracy": 0.5})
+  writer.write(1, "eval", {"loss": 0.7, "accuracy": 0.6})
+  figures = []
+  save = matplotlib.figure.Figure.savefig
+  monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                      lambda fig, *a, **k: (figures.append(fig), save(fig, *a, **k))[1])
+  config = config_lib.base_config()  # digits_cnn on digits, evaluated on the test split.
+  metrics_lib.plot_run(str(tmp_path), config)
+  assert len(figures) == 2
+  for fig in figures:
+    (ax,) = fig.axes
+    assert ax.get_title() == f"digits_cnn on digits ({tmp_path})"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["train split", "test split, each epoch"]  # Not "eval".
+
+
+def test_progress_without_a_terminal_is_lines_not_carriage_returns():
+  import io
+  out = io.StringIO()  # Not a terminal, as a log file or CI.
+  bar = metrics_lib.progress_bar(500, 0, "digits_cnn/digits", file=out, interval_s=3600)
+  for step in range(500):
+    bar.update(1)
+    bar.set_postfix(loss="0.1000")
+  bar.write("epoch 1/1 step 500")
+  bar.close()
+  text = out.getvalue()
+  assert "\r" not in text
+  assert text.splitlines() == ["epoch 1/1 step 500", text.splitlines()[-1]]
+  assert text.splitlines()[-1].startswith("digits_cnn/digits: step 500/500 (100%)")
+  assert text.splitlines()[-1].endswith("loss=0.1000")
+  every = io.StringIO()
+  bar = metrics_lib.progress_bar(3, 0, file=every, interval_s=0.0)  # A line per interval.
+  for _ in range(3):
+    bar.update(1)
+  assert len(every.getvalue().splitlines()) == 3

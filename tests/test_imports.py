@@ -1,0 +1,36 @@
+"""The core API imports light: no data, checkpoint, plotting or progress-bar libraries."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEAVY = ("tensorflow_datasets", "orbax", "grain", "cv2", "tensorstore", "matplotlib",
+         "sklearn", "tqdm", "tensorflow", "torch")
+
+
+def _loaded_after(statement):
+  """The HEAVY modules in ``sys.modules`` after ``statement``, in a fresh interpreter."""
+  probe = (f"import sys; {statement}; "
+           f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=120)
+  assert out.returncode == 0, out.stderr
+  return [m for m in out.stdout.strip().split(",") if m]
+
+
+@pytest.mark.parametrize("statement", [
+    "import cnnjax; cnnjax.__version__",
+    "from cnnjax import ops, layers, blocks, models, testing",
+    "from cnnjax.testing import assert_shift_equivariant, strategies",
+])
+def test_core_imports_load_no_heavy_dependency(statement):
+  assert _loaded_after(statement) == []
+
+
+def test_subpackages_still_load_on_attribute_access():
+  loaded = _loaded_after("import cnnjax; cnnjax.data.make_loader; cnnjax.summary")
+  assert "tensorflow_datasets" in loaded  # data is really there, only later.
