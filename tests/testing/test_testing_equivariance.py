@@ -231,3 +231,26 @@ def test_an_output_without_spatial_axes_points_to_invariance():
     assert_shift_equivariant(ops.global_avg_pool, x, 1)
   assert_shift_invariant(ops.global_avg_pool, x, (2, 5))
   assert_shift_invariant(ops.global_max_pool, x, (-1, 3), atol=0.0)
+
+
+def test_default_tolerance_scales_with_the_output():
+  # Float32 rounding of a reordered sum is relative to its magnitude: a
+  # position-dependent error of ~1e-3 on outputs of ~300 (3e-6 relative)
+  # passes by default, the same error on outputs of ~1 fails, and so does the
+  # large one under an explicit absolute tolerance.
+  x = _random((1, 8, 8, 2), seed=11)
+  ramp = jnp.arange(8, dtype=jnp.float32)[None, :, None, None]
+  small = lambda z: ops.global_avg_pool(z) + 1e-4 * (z * ramp).sum((1, 2))
+  big = lambda z: 300.0 + small(z)
+  assert_shift_invariant(big, x, (1, 0))
+  with pytest.raises(AssertionError, match=r"atol=1e-05, rtol=0"):
+    assert_shift_invariant(big, x, (1, 0), atol=1e-5, rtol=0.0)
+  with pytest.raises(AssertionError, match=r"rtol x max\|reference\|"):
+    assert_shift_invariant(small, x, (1, 0))
+
+
+def test_invariance_messages_compare_with_f_of_x():
+  x = _zhang_signal()
+  with pytest.raises(AssertionError) as info:
+    assert_shift_invariant(lambda z: z[:, :2], x, 1)
+  assert "f(x) = " in str(info.value) and "shift(f(x))" not in str(info.value)
