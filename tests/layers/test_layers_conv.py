@@ -12,22 +12,15 @@ from hypothesis import strategies as st
 
 from cnnjax import ops
 from cnnjax.layers import Conv, DepthwiseConv, SeparableConv
+from testlib import normal as _normal
+from testlib import random_variables
 
 KEY = jax.random.key(0)
 
 
-def _normal(shape, seed=1, dtype=jnp.float32):
-  return jnp.asarray(np.random.RandomState(seed).standard_normal(shape), dtype)
-
-
 def _variables(layer, x, seed=2):
-  """Variables of ``layer`` with the shapes ``init`` gives, filled from NumPy.
-
-  ``eval_shape`` avoids compiling a random initialiser for every shape.
-  """
-  shapes = jax.eval_shape(layer.init, KEY, x)
-  rng = np.random.RandomState(seed)
-  return jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape) * 0.5, a.dtype), shapes)
+  # Half-scale weights keep the outputs of stacked tests near unit size.
+  return random_variables(layer, x, seed, scale=0.5)
 
 
 def _n_params(variables):

@@ -15,18 +15,10 @@ from cnnjax.layers import (
     kernel_from_torch_conv_transpose,
     torch_conv_transpose_padding,
 )
+from testlib import normal as _normal
+from testlib import random_variables as _variables
 
 KEY = jax.random.key(0)
-
-
-def _normal(shape, seed=1):
-  return jnp.asarray(np.random.RandomState(seed).standard_normal(shape), jnp.float32)
-
-
-def _variables(layer, x, seed=2):
-  shapes = jax.eval_shape(layer.init, KEY, x)
-  rng = np.random.RandomState(seed)
-  return jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape), a.dtype), shapes)
 
 
 @pytest.mark.parametrize("padding, stride, dilation, transpose_kernel, kernel", [

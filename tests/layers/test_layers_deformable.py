@@ -6,22 +6,15 @@ import numpy as np
 import pytest
 
 from cnnjax.layers import Conv, DeformableConv2D, bilinear_sample
+from testlib import normal as _normal
+from testlib import random_variables
 
 KEY = jax.random.key(0)
 
 
-def _normal(shape, seed=1):
-  return jnp.asarray(np.random.RandomState(seed).standard_normal(shape), jnp.float32)
-
-
 def _variables(layer, x, seed=2):
   """Random kernel and bias; the offset convolution keeps its zero initialisation."""
-  variables = jax.eval_shape(layer.init, KEY, x)
-  rng = np.random.RandomState(seed)
-  params = {k: jnp.asarray(rng.standard_normal(v.shape), v.dtype)
-            for k, v in variables["params"].items() if k != "offset"}
-  offset = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), variables["params"]["offset"])
-  return {"params": {**params, "offset": offset}}
+  return random_variables(layer, x, seed, zero=("offset",))
 
 
 @pytest.mark.parametrize("stride, padding, dilation", [

@@ -9,22 +9,17 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from cnnjax.layers import BatchNorm
+from testlib import normal as _normal
+from testlib import random_like
 
 KEY = jax.random.key(0)
-
-
-def _normal(shape, seed=1, loc=0.0, scale=1.0):
-  return jnp.asarray(loc + scale * np.random.RandomState(seed).standard_normal(shape), jnp.float32)
 
 
 def _random_params(variables, seed=3):
   """Replaces scale/bias (ones/zeros at init) with random values, if there are any."""
   if "params" not in variables:
     return variables
-  rng = np.random.RandomState(seed)
-  params = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape), a.dtype),
-                        variables["params"])
-  return {**variables, "params": params}
+  return {**variables, "params": random_like(variables["params"], seed)}
 
 
 @pytest.mark.parametrize("kw", [

@@ -9,10 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cnnjax.layers import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
-
-
-def _normal(shape, seed=1):
-  return jnp.asarray(np.random.RandomState(seed).standard_normal(shape), jnp.float32)
+from testlib import normal as _normal
 
 
 def _apply(layer, x):

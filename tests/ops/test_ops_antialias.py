@@ -12,10 +12,7 @@ from hypothesis import strategies as st
 from cnnjax import ops
 from cnnjax.testing import assert_shift_equivariant, assert_shift_invariant
 from cnnjax.testing import strategies as cst
-
-
-def _random(shape, seed=0):
-  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+from testlib import random as _random
 
 
 # ---------------------------------------------------------------- binomial_filter

@@ -15,16 +15,8 @@ from hypothesis import strategies as st
 from cnnjax import layers, ops
 from cnnjax.testing import assert_shift_equivariant, assert_shift_invariant, infer_margin
 from cnnjax.testing import strategies as cst
-
-
-def _random(shape, seed=0):
-  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def _flat_normal(key, shape, dtype=jnp.float32):
-  """LeCun-scaled normal drawn flat then reshaped: XLA:CPU compiles a 4-D draw slowly."""
-  fan_in = int(np.prod(shape[:-1]))
-  return (jax.random.normal(key, (int(np.prod(shape)),), dtype) / np.sqrt(fan_in)).reshape(shape)
+from testlib import flat_normal as _flat_normal
+from testlib import random as _random
 
 
 def _conv_fn(config, seed=0):
