@@ -13,6 +13,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", deadline=None, max_examples=30, derandomize=True)
@@ -20,3 +21,15 @@ settings.register_profile("dev", deadline=None, max_examples=15)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 assert jax.device_count() == 8, "tests/conftest.py must run before jax is imported"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_functions():
+  """Drops JAX's compiled executables and tracing caches after each test module.
+
+  Nothing compiled is shared across modules (each builds its own models and
+  shapes), and keeping every executable of the suite alive grew one process to
+  several GB.
+  """
+  yield
+  jax.clear_caches()

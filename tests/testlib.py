@@ -125,3 +125,16 @@ def tiny_config(**overrides: Any):
       node = node[p]
     node[leaf] = value
   return config_lib.lock(c)
+
+
+def assert_close(actual: Any, desired: Any, *, rtol: float, err_msg: str = "") -> None:
+  """``|actual - desired| <= rtol * (|desired| + max|desired|)`` elementwise.
+
+  The absolute part scales with the largest magnitude compared: rounding of a
+  sum is relative to the sum's terms, so entries that cancel to near zero
+  carry the error of the large ones. Choose ``rtol`` from the number of terms
+  accumulated (about ``terms * eps32`` for a worst-case float32 sum).
+  """
+  desired = np.asarray(desired)
+  scale = float(np.max(np.abs(desired))) if desired.size else 0.0
+  np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=err_msg)

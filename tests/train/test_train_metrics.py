@@ -19,6 +19,7 @@ def test_sum_and_summarize_count_examples_not_steps():
   assert summed == {"loss_sum": 5.0, "correct": 4.0, "count": 5.0, "grad_norm": 2.0}
   from cnnjax.train.steps import summarize
   out = summarize(summed)
+  # Ratios of small exact sums: approx's 1e-6 relative.
   assert out["loss"] == pytest.approx(1.0) and out["accuracy"] == pytest.approx(0.8)
 
 
