@@ -6,10 +6,9 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Non-partitionable threefry compiles a random draw of a 4-D kernel shape ~2x
-# faster on CPU (model inits: 211 s vs 400 s for the same three inits, one
-# loaded 2-core run), which is most of the cost of the many small model inits
-# in this suite. Set through the environment so that subprocesses started by
+# Non-partitionable threefry compiles a random draw of a 4-D kernel shape
+# faster on CPU, which is most of the cost of the many small model inits in
+# this suite. Set through the environment so that subprocesses started by
 # tests (resume, multi-host) draw the same numbers as the test itself. It is
 # only a default: CI's newest-stack run sets JAX_THREEFRY_PARTITIONABLE=1
 # (JAX's own default), so every equality and resume test also passes under
