@@ -42,7 +42,7 @@ def test_pmap_on_four_devices_equals_one_device_on_the_whole_batch(tiny_cnn, mak
   # Same mathematics, different float32 summation order: BatchNorm moments and
   # gradients are sums of 4 partial sums (pmean) on four devices and one sum of
   # 8 terms on one. Each reduction reorders at the 1e-7 relative level and
-  # three SGD steps with momentum compound it, so 1e-5 relative (of each leaf's
+  # three SGD steps with momentum compound it, so 1e-5 relative (of the tree's
   # largest entry, for entries near zero) is a tight bound that a wrong collective (a missing
   # pmean, per-device BatchNorm statistics) exceeds by orders of magnitude.
   assert_trees_close(four.params, one.params, rtol=1e-5)
@@ -84,7 +84,7 @@ def test_pmap_equals_shard_map(tiny_cnn, make_batches):
   b, mb = _run(Parallel("shard_map", devices), _state(model), batches, **kwargs)
   # The same per-device program, keys and collectives: equal up to the
   # compiler's freedom in fusing the two programs (float32 rounding, ~8 eps32
-  # relative to each leaf's largest entry).
+  # relative to the tree's largest entry).
   assert_trees_close(a.params, b.params, rtol=1e-6)
   assert_trees_close(a.batch_stats, b.batch_stats, rtol=1e-6)
   assert_trees_close(a.opt_state, b.opt_state, rtol=1e-6)
