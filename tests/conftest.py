@@ -6,13 +6,17 @@ os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Non-partitionable threefry compiles a random draw of a 4-D kernel shape 2-5x
+# Non-partitionable threefry compiles a random draw of a 4-D kernel shape
 # faster on CPU, which is most of the cost of the many small model inits in
 # this suite. Set through the environment so that subprocesses started by
-# tests (resume, multi-host) draw the same numbers as the test itself.
+# tests (resume, multi-host) draw the same numbers as the test itself. It is
+# only a default: CI's newest-stack run sets JAX_THREEFRY_PARTITIONABLE=1
+# (JAX's own default), so every equality and resume test also passes under
+# the PRNG users get.
 os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ci", deadline=None, max_examples=30, derandomize=True)
@@ -20,3 +24,15 @@ settings.register_profile("dev", deadline=None, max_examples=15)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 assert jax.device_count() == 8, "tests/conftest.py must run before jax is imported"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_functions():
+  """Drops JAX's compiled executables and tracing caches after each test module.
+
+  Nothing compiled is shared across modules (each builds its own models and
+  shapes), and keeping every executable of the suite alive grew one process to
+  several GB.
+  """
+  yield
+  jax.clear_caches()

@@ -88,13 +88,35 @@ def _check_output_axes(y: np.ndarray, x: Any, axes: tuple[int, ...]) -> None:
         f"pool, a classifier head) use assert_shift_invariant")
 
 
+def _tolerance(reference: np.ndarray, atol: float | None, rtol: float) -> tuple[float, str]:
+  """The absolute tolerance, and how to print it.
+
+  ``None`` scales it with the reference: a sum of many float32 terms is off by
+  a multiple of eps32 times the magnitude of the sum, so a fixed absolute
+  tolerance is too tight for logits of hundreds and too loose for outputs
+  near 1e-3. ``rtol * max|reference|`` also covers elements that cancel to
+  near zero, where a purely elementwise ``rtol`` would demand exactness.
+  """
+  if atol is not None:
+    return float(atol), f"atol={float(atol):g}"
+  finite = np.abs(reference[np.isfinite(reference)])
+  scale = float(finite.max()) if finite.size else 0.0
+  value = rtol * scale
+  return value, f"atol={value:.3g} (rtol x max|reference| = {rtol:g} x {scale:.3g})"
+
+
 def _report(
-    title: str, a: np.ndarray, b: np.ndarray, atol: float, rtol: float, offset: Sequence[int] = ()
+    title: str, a: np.ndarray, b: np.ndarray, atol: float | None, rtol: float,
+    offset: Sequence[int] = (), *, labels: tuple[str, str] = ("f(shift(x))", "shift(f(x))"),
 ) -> str | None:
-  """``None`` if ``a`` and ``b`` agree within tolerance, else a message naming the worst element."""
+  """``None`` if ``a`` and ``b`` agree within tolerance, else a message naming the worst element.
+
+  ``b`` is the reference side; ``labels`` name ``a`` and ``b`` in the message.
+  """
   if a.shape != b.shape:
     return f"{title}: output shapes differ, {a.shape} for the shifted input vs {b.shape}"
   a64, b64 = a.astype(np.float64), b.astype(np.float64)
+  atol, atol_text = _tolerance(b64, atol, rtol)
   err = np.abs(a64 - b64)
   bound = atol + rtol * np.abs(b64)
   nan_mismatch = np.isnan(a64) != np.isnan(b64)
@@ -106,8 +128,8 @@ def _report(
   worst = np.unravel_index(int(np.argmax(finite)), err.shape)
   index = tuple(int(i) + (offset[k] if k < len(offset) else 0) for k, i in enumerate(worst))
   return (f"{title}\n  max abs error {float(finite[worst]):.3g} at output index {index}: "
-          f"f(shift(x)) = {float(a64[worst]):.6g}, shift(f(x)) = {float(b64[worst]):.6g}\n"
-          f"  {int(bad.sum())} of {bad.size} compared elements exceed atol={atol:g}, rtol={rtol:g}")
+          f"{labels[0]} = {float(a64[worst]):.6g}, {labels[1]} = {float(b64[worst]):.6g}\n"
+          f"  {int(bad.sum())} of {bad.size} compared elements exceed {atol_text}, rtol={rtol:g}")
 
 
 def infer_margin(fn: Callable, x: Any, axes: Sequence[int] | None = None, stride: Shift = 1) -> tuple[tuple[int, int], ...]:
@@ -180,8 +202,8 @@ def assert_shift_equivariant(
     axes: int | Sequence[int] | None = None,
     mode: str = "circular",
     stride: Shift = 1,
-    atol: float = 1e-5,
-    rtol: float = 0.0,
+    atol: float | None = None,
+    rtol: float = 1e-5,
     margin: Margin = None,
 ) -> None:
   """Asserts ``fn(shift(x, t)) == shift(fn(x), t / stride)``.
@@ -202,7 +224,13 @@ def assert_shift_equivariant(
       ``max(u, 0) + lo <= i < m + min(u, 0) - hi``, where ``(lo, hi)`` is the
       margin.
     stride: the total stride of ``fn`` per axis; ``t`` must be a multiple of it.
-    atol, rtol: the tolerance, ``|a - b| <= atol + rtol * |b|`` elementwise.
+    atol, rtol: the tolerance, ``|a - b| <= atol + rtol * |b|`` elementwise,
+      ``b`` being the unshifted side. ``atol=None`` (the default) means
+      ``rtol * max|b|``: float32 rounding grows with the magnitude of the
+      output and the number of terms summed, so a tolerance relative to the
+      output's scale holds for logits of 1 and of 1,000 alike. The default
+      ``rtol=1e-5`` is ~80 float32 eps, room for the reordered sums of a few
+      convolution layers; deep networks need more (pass ``rtol``).
     margin: ``'interior'`` only: output positions to drop at each end of each
       shifted axis, as an int, one int per axis, or ``(lo, hi)`` pairs. If
       ``None``, inferred by ``infer_margin`` (a NaN probe of the receptive
@@ -272,8 +300,8 @@ def assert_shift_invariant(
     shift: Shift,
     *,
     axes: int | Sequence[int] | None = None,
-    atol: float = 1e-5,
-    rtol: float = 0.0,
+    atol: float | None = None,
+    rtol: float = 1e-5,
 ) -> None:
   """Asserts ``fn(roll(x, t)) == fn(x)``: the output ignores circular shifts.
 
@@ -284,7 +312,13 @@ def assert_shift_invariant(
     x: the input, ``(N, *spatial, C)``.
     shift: an int (the same on every axis) or one int per axis of ``axes``.
     axes: the axes to roll; default the spatial axes ``1 .. x.ndim - 2``.
-    atol, rtol: the tolerance, ``|a - b| <= atol + rtol * |b|`` elementwise.
+    atol, rtol: the tolerance, ``|a - b| <= atol + rtol * |b|`` elementwise,
+      ``b`` being the unshifted side. ``atol=None`` (the default) means
+      ``rtol * max|b|``: float32 rounding grows with the magnitude of the
+      output and the number of terms summed, so a tolerance relative to the
+      output's scale holds for logits of 1 and of 1,000 alike. The default
+      ``rtol=1e-5`` is ~80 float32 eps, room for the reordered sums of a few
+      convolution layers; deep networks need more (pass ``rtol``).
 
   Raises:
     AssertionError: the outputs differ; the message gives the largest absolute
@@ -295,6 +329,7 @@ def assert_shift_invariant(
   shift = _per_axis(shift, len(axes), "shift")
   a = _output(fn, jnp.roll(jnp.asarray(x), shift, axis=axes), "the shifted input")
   b = _output(fn, jnp.asarray(x), "the input")
-  message = _report(f"fn is not shift-invariant: circular shift {shift} on axes {axes}", a, b, atol, rtol)
+  message = _report(f"fn is not shift-invariant: circular shift {shift} on axes {axes}", a, b, atol, rtol,
+                    labels=("f(shift(x))", "f(x)"))
   if message is not None:
     raise AssertionError(message)

@@ -1,7 +1,7 @@
-"""TFDS data sets by name, with ``tfds.testing.mock_data`` standing in for prepared files."""
+"""TFDS data sets by name, with ``tfds.testing.mock_data`` standing in for prepared files.
 
-import importlib.util
-import os
+Preparing a real builder from source files: test_data_prepare_mnist.py.
+"""
 
 import numpy as np
 import pytest
@@ -78,19 +78,3 @@ def test_tfrecord_files_are_refused(tmp_path):
   builder.info.write_to_directory(builder.data_path)
   with pytest.raises(data.DatasetNotPreparedError, match="expected array_record"):
     data.ensure_prepared("mnist", data_dir=str(tmp_path))
-
-
-@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
-                    reason="preparing a real TFDS builder needs TensorFlow (pip install 'cnnjax[prepare]')")
-@pytest.mark.skipif(not os.environ.get("CNNJAX_MNIST_MANUAL_DIR"),
-                    reason="needs the four MNIST .gz files in $CNNJAX_MNIST_MANUAL_DIR (no downloads in tests)")
-def test_prepare_real_mnist_from_manual_dir(tmp_path):
-  from cnnjax.data import prepare
-
-  manual = os.environ["CNNJAX_MNIST_MANUAL_DIR"]
-  prepare.prepare("mnist", data_dir=str(tmp_path), manual_dir=manual)
-  info = data.dataset_info("mnist", data_dir=str(tmp_path))
-  assert info.splits == {"train": 60000, "test": 10000}
-  batch = next(iter(data.make_loader("mnist", "test", batch_size=16, train=False, seed=0,
-                                     data_dir=str(tmp_path), process_index=0, process_count=1)))
-  assert batch["image"].shape == (16, 28, 28, 1)

@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+from testlib import tiny_config  # noqa: F401  (re-exported for the fault tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -152,35 +153,3 @@ def assert_clean_error(result: subprocess.CompletedProcess, *needles: str) -> No
   assert "error:" in result.stderr, result.stderr[-4000:]
   for needle in needles:
     assert needle in result.stderr, (needle, result.stderr[-4000:])
-
-
-def tiny_config(**overrides):
-  """A locked in-process config: digits_cnn of width 4, 10 steps, checkpoints at 4, 8, 10.
-
-  ``overrides`` are dotted keys, e.g. ``tiny_config(**{'optimizer.learning_rate': 1.0})``.
-  """
-  from cnnjax.train import config as config_lib
-
-  c = config_lib.base_config()
-  c.model.name = "digits_cnn"
-  c.model.kwargs = {"width": 4}
-  c.data.name = "digits"
-  c.data.train_subset = 256
-  c.batch_size = 32
-  c.eval_batch_size = 40
-  c.num_train_steps = 10
-  c.optimizer.learning_rate = 0.05
-  c.schedule.name = "constant"
-  c.log_every_steps = 2
-  c.checkpoint_every_steps = 4
-  c.eval_every_epochs = 100
-  c.progress_bar = False
-  c.plots = False
-  c.compilation_cache_dir = ""
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config_lib.lock(c)

@@ -6,22 +6,16 @@ import numpy as np
 import pytest
 
 from cnnjax.layers import Conv, DeformableConv2D, bilinear_sample
+from testlib import assert_close
+from testlib import normal as _normal
+from testlib import random_variables
 
 KEY = jax.random.key(0)
 
 
-def _normal(shape, seed=1):
-  return jnp.asarray(np.random.RandomState(seed).standard_normal(shape), jnp.float32)
-
-
 def _variables(layer, x, seed=2):
   """Random kernel and bias; the offset convolution keeps its zero initialisation."""
-  variables = jax.eval_shape(layer.init, KEY, x)
-  rng = np.random.RandomState(seed)
-  params = {k: jnp.asarray(rng.standard_normal(v.shape), v.dtype)
-            for k, v in variables["params"].items() if k != "offset"}
-  offset = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), variables["params"]["offset"])
-  return {"params": {**params, "offset": offset}}
+  return random_variables(layer, x, seed, zero=("offset",))
 
 
 @pytest.mark.parametrize("stride, padding, dilation", [
@@ -38,7 +32,8 @@ def test_zero_offsets_equal_conv(stride, padding, dilation):
   conv_params = {k: v for k, v in variables["params"].items() if k != "offset"}
   expected = Conv(**kw).apply({"params": conv_params}, x)
   assert y.shape == expected.shape
-  np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+  # Zero offsets sample the grid exactly; 27-term sums in two orders: relative to the largest output (a wrong tap moves outputs by O(max|y|)).
+  assert_close(y, expected, rtol=1e-5)
 
 
 def test_default_init_starts_as_conv():
@@ -47,7 +42,8 @@ def test_default_init_starts_as_conv():
   y, variables = jax.jit(layer.init_with_output)(KEY, x)
   np.testing.assert_array_equal(variables["params"]["offset"]["kernel"], 0.0)
   conv = {k: v for k, v in variables["params"].items() if k != "offset"}
-  np.testing.assert_allclose(y, Conv(3, (3, 3)).apply({"params": conv}, x), rtol=1e-5, atol=1e-5)
+  # Zero offsets at init, 27-term sums in two orders: relative to the largest output (a wrong tap moves outputs by O(max|y|)).
+  assert_close(y, Conv(3, (3, 3)).apply({"params": conv}, x), rtol=1e-5)
 
 
 def _with_offset(variables, dy, dx):
@@ -66,7 +62,8 @@ def test_integer_offset_equals_conv_of_shifted_image():
   shifted = jnp.roll(x, -1, axis=2)  # shifted[:, i, j] = x[:, i, j + 1]
   expected = Conv(4, (3, 3)).apply({"params": conv_params}, shifted)
   # Interior columns: neither side reads beyond the image or the wrapped column.
-  np.testing.assert_allclose(y[:, :, 1:-2], expected[:, :, 1:-2], rtol=1e-5, atol=1e-5)
+  # Integer offsets sample exactly; 27-term sums in two orders: relative to the largest output (a wrong tap moves outputs by O(max|y|)).
+  assert_close(y[:, :, 1:-2], expected[:, :, 1:-2], rtol=1e-5)
   assert not np.allclose(y[:, :, -1], expected[:, :, -1])
 
 
@@ -80,7 +77,8 @@ def test_half_pixel_offset_interpolates():
   # Linear in the input: half of the conv at rows i and i + 1 (the last row reads zeros below).
   below = jnp.concatenate([x[:, 1:], jnp.zeros_like(x[:, :1])], axis=1)
   expected = 0.5 * (conv.apply(kernel, x) + conv.apply(kernel, below))
-  np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+  # Half-pixel offsets: weights 0.5 exact in float32, two summation orders: relative to the largest output (a wrong tap moves outputs by O(max|y|)).
+  assert_close(y, expected, rtol=1e-5)
 
 
 def test_gradients_reach_the_offset_convolution():
@@ -108,6 +106,9 @@ def test_gradients_reach_the_offset_convolution():
     return loss({**params, "offset": {**params["offset"], "bias": bias}})
 
   fd = (shifted(eps) - shifted(-eps)) / (2 * eps)
+  # A central difference (eps=1e-2) has O(eps^2 f''') truncation and eps32 |loss| / eps
+  # cancellation error: 2% relative plus 0.05 on a derivative of O(1-10) still rejects a
+  # wrong sign or a missing term.
   np.testing.assert_allclose(grads["offset"]["bias"][3], fd, rtol=0.02, atol=0.05)
 
 
@@ -117,6 +118,7 @@ def test_bilinear_sample():
   x = jnp.array([[0.0, 3.0, 1.0, 0.0, 0.0, 3.5]] * 2)
   out = bilinear_sample(image, y, x)[..., 0]
   expected = np.array([[0, 7, 9, 2, 0, 0.5 * 7], [12, 19, 21, 14, 0, 0.5 * 19]])
+  # Bilinear weights of 0, 0.5, 1 on small integers: exact up to a few eps32 relative.
   np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 

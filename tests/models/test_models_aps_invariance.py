@@ -19,7 +19,10 @@ def test_aps_resnet_is_invariant_to_circular_shifts(name):
   variables = model.init(jax.random.key(1), x, train=False)
   fn = jax.jit(lambda z: model.apply(variables, z, train=False))
   for shift in [(1, 0), (0, 3), (5, 7), (-2, 9)]:
-    assert_shift_invariant(fn, x, shift, atol=1e-4)
+    # A shift reorders the sums of ~50 convolutions of up to 4,608 float32
+    # terms: 5e-6 x max|logit| was seen (logits of 25-270). 1e-4 x max|logit|
+    # leaves 20x room; a wrong polyphase choice moves the logits by O(1).
+    assert_shift_invariant(fn, x, shift, rtol=1e-4)
 
 
 def test_strided_resnet_is_not_invariant():
@@ -28,4 +31,5 @@ def test_strided_resnet_is_not_invariant():
   variables = model.init(jax.random.key(1), x, train=False)
   fn = jax.jit(lambda z: model.apply(variables, z, train=False))
   with pytest.raises(AssertionError):
-    assert_shift_invariant(fn, x, (1, 0), atol=1e-4)
+    # The tolerance of the invariance test above: strided subsampling must fail it.
+    assert_shift_invariant(fn, x, (1, 0), rtol=1e-4)

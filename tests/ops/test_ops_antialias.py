@@ -12,10 +12,7 @@ from hypothesis import strategies as st
 from cnnjax import ops
 from cnnjax.testing import assert_shift_equivariant, assert_shift_invariant
 from cnnjax.testing import strategies as cst
-
-
-def _random(shape, seed=0):
-  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+from testlib import random as _random
 
 
 # ---------------------------------------------------------------- binomial_filter
@@ -30,12 +27,14 @@ def test_binomial_filter_size5_is_1_4_6_4_1_over_16():
 def test_binomial_filter_taps_are_pascal_rows(size):
   taps = ops.binomial_filter(size, rank=1)
   row = [math.comb(size - 1, k) for k in range(size)]
+  # Binomial taps over a power of two are exact in float64: integers up to 2**(size-1).
   np.testing.assert_allclose(taps * 2 ** (size - 1), row, rtol=0, atol=1e-12)
   assert taps.sum() == pytest.approx(1.0)
 
 
 def test_binomial_filter_2d_and_3d_are_outer_products():
   a = ops.binomial_filter(4, rank=1)
+  # Products of dyadic fractions are exact: the default rtol=1e-7 only allows for nothing.
   np.testing.assert_allclose(ops.binomial_filter(4), np.outer(a, a))
   three = ops.binomial_filter(3, rank=3)
   assert three.shape == (3, 3, 3)
@@ -72,6 +71,8 @@ def _blur_reference(x, size, stride, mode):
 def test_blur_pool_matches_loop_reference(mode, size, stride, shape):
   x = _random(shape, seed=size)
   y = ops.blur_pool(x, size, stride, mode)
+  # <= 5**rank taps of unit-normal inputs with weights summing to 1: outputs are O(1), and
+  # two summation orders differ by ~taps * eps32 ~ 1e-5 at worst.
   np.testing.assert_allclose(y, _blur_reference(x, size, stride, mode), rtol=1e-5, atol=1e-5)
 
 
@@ -81,11 +82,13 @@ def test_blur_of_a_constant_is_the_constant(mode, rank):
   x = np.full((2, *(6,) * rank, 3), 2.5, np.float32)
   y = ops.blur_pool(x, 5, 2, mode)
   assert y.shape == (2, *(3,) * rank, 3)
+  # A weighted mean of equal values: a few eps32 relative to the value.
   np.testing.assert_allclose(y, 2.5, rtol=1e-6)
 
 
 def test_zero_padding_darkens_only_the_border():
   y = np.asarray(ops.blur_pool(np.ones((1, 9, 9, 1), np.float32), 3, 2, "SAME"))
+  # A weighted mean of ones: a few eps32 relative to the value.
   np.testing.assert_allclose(y[0, 1:-1, 1:-1, 0], 1.0, rtol=1e-6)
   assert y[0, 0, 0, 0] < 1.0
 

@@ -67,6 +67,7 @@ def test_macs_agree_with_xla_cost_analysis():
   # With zero padding XLA skips the taps that fall on the padding: per axis
   # 16 * 3 - 2 real taps instead of 16 * 3. conv_macs counts every tap, as
   # papers and MFU figures do.
+  # Both sides are counts (exact integers in float64); approx's 1e-6 absorbs the float ratio.
   assert _xla_flops("SAME") == pytest.approx(2 * ops.conv_macs((16, 16), (3, 3), 8, 16, padding="SAME") * (46 / 48) ** 2)
 
 

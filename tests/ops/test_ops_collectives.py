@@ -52,6 +52,7 @@ def test_gradients_equal_lax(n):
                   devices=jax.local_devices()[:n])(x)
   theirs = jax.pmap(jax.grad(functools.partial(loss, lax.pmean)), axis_name="i",
                     devices=jax.local_devices()[:n])(x)
+  # The same collective on O(1) values: only XLA's fusion choices may differ, a few eps32.
   np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 

@@ -54,6 +54,7 @@ def test_avg_pool_count_include_pad():
 
 def test_global_pools():
   x = jnp.arange(2 * 2 * 3 * 4, dtype=jnp.float32).reshape(2, 2, 3, 4)
+  # Means of 6 small integers: the default rtol=1e-7 is ~1 eps32 of the value.
   np.testing.assert_allclose(ops.global_avg_pool(x), x.mean(axis=(1, 2)))
   np.testing.assert_array_equal(ops.global_max_pool(x), x.max(axis=(1, 2)))
   assert ops.global_avg_pool(x, keepdims=True).shape == (2, 1, 1, 4)
@@ -112,9 +113,11 @@ def pool_cases(draw):
 def test_pools_match_loop_reference(case):
   rank, window, strides, padding, pads, spatial, seed, include = case
   x = jax.random.normal(jax.random.key(seed), (2, *spatial, 3))
+  # Max selects an input: equal up to the reference's float64 round trip (unit-normal x).
   np.testing.assert_allclose(
       ops.max_pool(x, window, strides, padding),
       pool_reference(x, window, strides, pads, "max", include), atol=1e-6)
+  # Means of <= 27 unit-normal values: O(1) outputs, rounding ~ window * eps32 ~ 3e-6.
   np.testing.assert_allclose(
       ops.avg_pool(x, window, strides, padding, count_include_pad=include),
       pool_reference(x, window, strides, pads, "avg", include), atol=1e-5, rtol=1e-5)
@@ -128,6 +131,7 @@ def test_tiling_fast_path_matches_reduce_window_and_its_gradient():
   np.testing.assert_array_equal(fast(x), nn.max_pool(x, (2, 2), (2, 2)))
   np.testing.assert_array_equal(jax.grad(lambda x: fast(x).sum())(x), jax.grad(lambda x: nn.max_pool(x, (2, 2), (2, 2)).sum())(x))
   np.testing.assert_array_equal(fast(x), slow(x))
+  # Means of 4 unit-normal values: O(1) outputs, a few eps32 apart at most.
   np.testing.assert_allclose(ops.avg_pool(x, (2, 2), (2, 2)), nn.avg_pool(x, (2, 2), (2, 2)), atol=1e-6)
 
 

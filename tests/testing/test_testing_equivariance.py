@@ -15,16 +15,8 @@ from hypothesis import strategies as st
 from cnnjax import layers, ops
 from cnnjax.testing import assert_shift_equivariant, assert_shift_invariant, infer_margin
 from cnnjax.testing import strategies as cst
-
-
-def _random(shape, seed=0):
-  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def _flat_normal(key, shape, dtype=jnp.float32):
-  """LeCun-scaled normal drawn flat then reshaped: XLA:CPU compiles a 4-D draw slowly."""
-  fan_in = int(np.prod(shape[:-1]))
-  return (jax.random.normal(key, (int(np.prod(shape)),), dtype) / np.sqrt(fan_in)).reshape(shape)
+from testlib import flat_normal as _flat_normal
+from testlib import random as _random
 
 
 def _conv_fn(config, seed=0):
@@ -42,7 +34,9 @@ def test_circular_conv_commutes_with_every_shift(rank, data):
   x = data.draw(cst.images(rank, batch=(1, 2), spatial=(2, 8 if rank < 3 else 5),
                            channels=config.in_features))
   shift = data.draw(cst.shifts(x.shape[1:-1]))
-  assert_shift_equivariant(_conv_fn(config), x, shift, atol=1e-5)
+  # A circular convolution commutes with rolls exactly up to summation order: the default
+  # tolerance, 1e-5 of max|f(x)|.
+  assert_shift_equivariant(_conv_fn(config), x, shift)
 
 
 @settings(max_examples=6)
@@ -230,7 +224,30 @@ def test_an_output_without_spatial_axes_points_to_invariance():
   with pytest.raises(ValueError, match="use assert_shift_invariant"):
     assert_shift_equivariant(ops.global_avg_pool, x, 1)
   assert_shift_invariant(ops.global_avg_pool, x, (2, 5))
-  assert_shift_invariant(ops.global_max_pool, x, (-1, 3), atol=0.0)
+  assert_shift_invariant(ops.global_max_pool, x, (-1, 3), atol=0.0)  # max selects: exact
+
+
+def test_default_tolerance_scales_with_the_output():
+  # Float32 rounding of a reordered sum is relative to its magnitude: a
+  # position-dependent error of ~1e-3 on outputs of ~300 (3e-6 relative)
+  # passes by default, the same error on outputs of ~1 fails, and so does the
+  # large one under an explicit absolute tolerance.
+  x = _random((1, 8, 8, 2), seed=11)
+  ramp = jnp.arange(8, dtype=jnp.float32)[None, :, None, None]
+  small = lambda z: ops.global_avg_pool(z) + 1e-4 * (z * ramp).sum((1, 2))
+  big = lambda z: 300.0 + small(z)
+  assert_shift_invariant(big, x, (1, 0))
+  with pytest.raises(AssertionError, match=r"atol=1e-05, rtol=0"):
+    assert_shift_invariant(big, x, (1, 0), atol=1e-5, rtol=0.0)
+  with pytest.raises(AssertionError, match=r"rtol x max\|reference\|"):
+    assert_shift_invariant(small, x, (1, 0))
+
+
+def test_invariance_messages_compare_with_f_of_x():
+  x = _zhang_signal()
+  with pytest.raises(AssertionError) as info:
+    assert_shift_invariant(lambda z: z[:, :2], x, 1)
+  assert "f(x) = " in str(info.value) and "shift(f(x))" not in str(info.value)
 
 
 def test_assertion_frames_are_hidden_from_pytest_tracebacks():

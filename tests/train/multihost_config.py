@@ -1,22 +1,15 @@
 """The config shared by the two-process run and its one-process reference."""
 
-from cnnjax.train import config as config_lib
+import os
+import sys
+
+# The worker script runs outside pytest: put tests/ (testlib) on its path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from testlib import tiny_config  # noqa: E402
 
 
 def config():
-  c = config_lib.base_config()
-  c.model.name = "digits_cnn"
-  c.model.kwargs = {"width": 4}
-  c.data.name = "digits"
-  c.data.train_subset = 128
-  c.batch_size = 32
-  c.eval_batch_size = 40
-  c.num_train_steps = 6
-  c.optimizer.learning_rate = 0.05
-  c.schedule.name = "constant"
-  c.log_every_steps = 2
-  c.checkpoint_every_steps = 3
-  c.progress_bar = False
-  c.plots = False
-  c.compilation_cache_dir = ""
-  return config_lib.lock(c)
+  """The tiny run cut to 128 examples and 6 steps, a checkpoint every 3, evaluation every epoch."""
+  return tiny_config(**{"data.train_subset": 128, "num_train_steps": 6,
+                        "checkpoint_every_steps": 3, "eval_every_epochs": 1})

@@ -14,31 +14,12 @@ from cnnjax import data as data_lib
 from cnnjax.train import Checkpointer, CheckpointError, NonFiniteLossError
 from cnnjax.train import config as config_lib
 from cnnjax.train.loop import restore_checkpoint, train_and_evaluate
+from testlib import tiny_config
 
 
 def _config(**overrides):
-  c = config_lib.base_config()
-  c.model.name = "digits_cnn"
-  c.model.kwargs = {"width": 4}
-  c.data.name = "digits"
-  c.data.train_subset = 256
-  c.batch_size = 32
-  c.eval_batch_size = 40
-  c.num_train_steps = 10
-  c.optimizer.learning_rate = 0.05
-  c.schedule.name = "constant"
-  c.log_every_steps = 2
-  c.checkpoint_every_steps = 4
-  c.progress_bar = False
-  c.plots = False
-  c.compilation_cache_dir = ""
-  for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config_lib.lock(c)
+  # Evaluation every epoch: the run directory test expects eval events.
+  return tiny_config(**{"eval_every_epochs": 1, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """Host-side metrics, the metrics file and the device-copy check of Parallel.host_state."""
 
 import json
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ def test_sum_and_summarize_count_examples_not_steps():
   assert summed == {"loss_sum": 5.0, "correct": 4.0, "count": 5.0, "grad_norm": 2.0}
   from cnnjax.train.steps import summarize
   out = summarize(summed)
+  # Ratios of small exact sums: approx's 1e-6 relative.
   assert out["loss"] == pytest.approx(1.0) and out["accuracy"] == pytest.approx(0.8)
 
 
@@ -54,17 +57,28 @@ def test_plots_are_written(tmp_path):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_tensorboard_events_or_a_clear_error(tmp_path):
-  try:
-    import tensorboardX  # noqa: F401
-  except ImportError:
-    with pytest.raises(ValueError, match="pip install tensorboardX"):
-      metrics_lib.MetricsWriter(str(tmp_path), tensorboard=True)
-  else:
-    writer = metrics_lib.MetricsWriter(str(tmp_path), tensorboard=True)
-    writer.write(1, "train", {"loss": 1.0})
-    writer.close()
-    assert list((tmp_path / "tensorboard").iterdir())
+def test_tensorboard_without_tensorboardx_is_a_clear_error(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import raises ImportError
+  with pytest.raises(ValueError, match="pip install tensorboardX"):
+    metrics_lib.MetricsWriter(str(tmp_path), tensorboard=True)
+
+
+def test_tensorboard_event_file_reads_back(tmp_path):
+  pytest.importorskip("tensorboardX", reason="the TensorBoard writer is the tensorboard extra")
+  tf = pytest.importorskip("tensorflow", reason="read back with TensorFlow's reader (the prepare extra)")
+  writer = metrics_lib.MetricsWriter(str(tmp_path), tensorboard=True)
+  writer.write(2, "train", {"loss": 1.5, "accuracy": 0.25, "images_per_sec": np.float32(300.0)})
+  writer.write(4, "train", {"loss": 0.75, "accuracy": 0.5, "note": "not a scalar"})
+  writer.write(4, "eval", {"loss": 1.0, "count": 10})
+  writer.close()
+  files = list((tmp_path / "tensorboard").iterdir())
+  assert len(files) == 1 and files[0].name.startswith("events.out.tfevents.")
+  scalars = {(v.tag, e.step): v.simple_value
+             for e in tf.compat.v1.train.summary_iterator(str(files[0])) for v in e.summary.value}
+  # Float32 in the event proto: values that are exact binary fractions read back exactly.
+  assert scalars == {("train/loss", 2): 1.5, ("train/accuracy", 2): 0.25,
+                     ("train/images_per_sec", 2): 300.0, ("train/loss", 4): 0.75,
+                     ("train/accuracy", 4): 0.5, ("eval/loss", 4): 1.0, ("eval/count", 4): 10.0}
 
 
 @struct.dataclass

@@ -17,6 +17,8 @@ import orbax.checkpoint as ocp
 import portpicker
 import pytest
 
+from testlib import assert_trees_close
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT = 240  # seconds per process; jax.distributed has its own timeouts inside
 
@@ -63,15 +65,15 @@ def test_two_processes_match_one_process_with_four_devices(tmp_path):
   # Same global batches, same four-way collectives; gloo's all-reduce may add
   # the four partial sums in another order than the in-process one, so equal
   # up to float32 rounding (1e-6 relative), compounded over six steps.
-  for a, b in zip(jax.tree_util.tree_leaves(got["state"]), jax.tree_util.tree_leaves(want["state"]),
-                  strict=True):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+  # 1e-5 of the state's largest entry also covers entries that stay near zero.
+  assert_trees_close(got["state"], want["state"], rtol=1e-5)
   assert got["data"]["step"] == want["data"]["step"] == 6
   # Only process 0 wrote the run files; its summary matches the reference.
   with open(os.path.join(multi, "summary.json")) as f:
     summary = json.load(f)
   assert summary["process_count"] == 2 and len(summary["devices"]) == 4
   assert summary["test_count"] == reference["test_count"] == 360
+  # A mean over 360 examples of the (slightly different) parameters above: 10x their rtol.
   np.testing.assert_allclose(summary["test_loss"], reference["test_loss"], rtol=1e-4)
   with open(os.path.join(multi, "metrics.jsonl")) as f:
     train_steps = [e["step"] for e in map(json.loads, f) if e["split"] == "train"]

@@ -12,6 +12,7 @@ from cnnjax.train import optim
 from cnnjax.train.parallel import Parallel
 from cnnjax.train.state import create_train_state
 from cnnjax.train.steps import eval_step, summarize, train_step
+from testlib import assert_trees_close
 
 NUM_CLASSES = 3
 
@@ -32,13 +33,6 @@ def _run(parallel, state, batches, **step_kwargs):
   return parallel.host_state(state), metrics
 
 
-def _assert_trees_close(a, b, rtol, atol):
-  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a),
-                          jax.tree_util.tree_leaves(b), strict=True):
-    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol,
-                               err_msg=jax.tree_util.keystr(path))
-
-
 def test_pmap_on_four_devices_equals_one_device_on_the_whole_batch(tiny_cnn, make_batches):
   model = tiny_cnn(num_classes=NUM_CLASSES)
   batches = make_batches(3, 8)
@@ -48,14 +42,15 @@ def test_pmap_on_four_devices_equals_one_device_on_the_whole_batch(tiny_cnn, mak
   # Same mathematics, different float32 summation order: BatchNorm moments and
   # gradients are sums of 4 partial sums (pmean) on four devices and one sum of
   # 8 terms on one. Each reduction reorders at the 1e-7 relative level and
-  # three SGD steps with momentum compound it, so 1e-5 relative (1e-6 absolute
-  # for entries near zero) is a tight bound that a wrong collective (a missing
+  # three SGD steps with momentum compound it, so 1e-5 relative (of the tree's
+  # largest entry, for entries near zero) is a tight bound that a wrong collective (a missing
   # pmean, per-device BatchNorm statistics) exceeds by orders of magnitude.
-  _assert_trees_close(four.params, one.params, rtol=1e-5, atol=1e-6)
-  _assert_trees_close(four.batch_stats, one.batch_stats, rtol=1e-5, atol=1e-6)
+  assert_trees_close(four.params, one.params, rtol=1e-5)
+  assert_trees_close(four.batch_stats, one.batch_stats, rtol=1e-5)
   assert int(four.step) == int(one.step) == 3
   for a, b in zip(m4, m1):
     assert a["count"] == b["count"] == 8
+    # A sum of 8 losses of O(1) in another order, the same compounded rounding.
     np.testing.assert_allclose(a["loss_sum"], b["loss_sum"], rtol=1e-5)
 
 
@@ -88,12 +83,13 @@ def test_pmap_equals_shard_map(tiny_cnn, make_batches):
   a, ma = _run(Parallel("pmap", devices), _state(model), batches, **kwargs)
   b, mb = _run(Parallel("shard_map", devices), _state(model), batches, **kwargs)
   # The same per-device program, keys and collectives: equal up to the
-  # compiler's freedom in fusing the two programs (float32 rounding).
-  _assert_trees_close(a.params, b.params, rtol=1e-6, atol=1e-7)
-  _assert_trees_close(a.batch_stats, b.batch_stats, rtol=1e-6, atol=1e-7)
-  _assert_trees_close(a.opt_state, b.opt_state, rtol=1e-6, atol=1e-7)
+  # compiler's freedom in fusing the two programs (float32 rounding, ~8 eps32
+  # relative to the tree's largest entry).
+  assert_trees_close(a.params, b.params, rtol=1e-6)
+  assert_trees_close(a.batch_stats, b.batch_stats, rtol=1e-6)
+  assert_trees_close(a.opt_state, b.opt_state, rtol=1e-6)
   for x, y in zip(ma, mb):
-    np.testing.assert_allclose(x["loss_sum"], y["loss_sum"], rtol=1e-6)
+    np.testing.assert_allclose(x["loss_sum"], y["loss_sum"], rtol=1e-6)  # as above, a scalar
 
 
 def test_steps_change_params_and_learn(tiny_cnn, make_batches):
@@ -125,8 +121,9 @@ def test_eval_counts_each_example_once_with_padding(tiny_cnn, make_batches):
   want_loss = float(np.mean(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])))
   want_acc = float(np.mean(np.argmax(logits, -1) == batch["label"]))
   assert got["count"] == 6
+  # Mean cross-entropy of 6 examples, summed on device then divided on the host: a few eps32.
   np.testing.assert_allclose(got["loss"], want_loss, rtol=1e-5)
-  assert got["accuracy"] == pytest.approx(want_acc)
+  assert got["accuracy"] == pytest.approx(want_acc)  # a ratio of counts: exact up to 1e-6
 
 
 def test_skip_nonfinite_keeps_the_state(tiny_cnn, make_batches):
@@ -158,6 +155,7 @@ def test_mixup_targets_reach_the_loss(tiny_cnn, make_batches):
   _, plain = _run(parallel, _state(model), [batch])
   _, mixed = _run(parallel, _state(model), [batch], mixup=mix, mixup_alpha=0.2)
   assert calls == [0.2]
+  # Mixing changes the loss by O(1); approx's 1e-6 relative is far below that.
   assert plain[0]["loss_sum"] != pytest.approx(mixed[0]["loss_sum"])
 
 
@@ -178,10 +176,13 @@ def test_optimizer_and_schedule_names():
   tx = optim.create_optimizer(opt, sched, steps_per_epoch=10, num_epochs=5)
   assert isinstance(tx, optax.GradientTransformation)
   lr = optim.create_learning_rate_schedule(sched, 0.1, 10, 5)
+  # Schedules are a few float32 operations on the peak rate 0.1: relative 1e-6, and at the
+  # end of the cosine an absolute 1e-6 = 1e-5 of the peak.
   assert float(lr(0)) == 0.0 and float(lr(10)) == pytest.approx(0.1)
   assert float(lr(50)) == pytest.approx(0.0, abs=1e-6)
   piece = optim.create_learning_rate_schedule(
       dict(name="piecewise", warmup_epochs=0, boundaries_epochs=(2, 4), decay_factor=0.1), 1.0, 10, 5)
+  # Products of the decay factor in float32: relative 1e-6.
   assert [float(piece(s)) for s in (0, 19, 21, 41)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
   with pytest.raises(ValueError, match=r"unknown optimizer 'adagrad'.*'sgd', 'adam', 'adamw'"):
     optim.create_optimizer(dict(opt, name="adagrad"), sched, 10, 5)

@@ -1,0 +1,144 @@
+"""What many test modules share: seeded random arrays and variables, tolerances, the tiny run.
+
+Importable from every test module (``tests/`` is on ``sys.path`` because
+``tests/conftest.py`` lives there) and from the scripts the tests start (they
+put ``tests/`` on the path themselves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: The key ``random_variables`` traces ``init`` with (only shapes are used).
+KEY = jax.random.key(0)
+#: float32 machine epsilon, the unit of the tolerances below.
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def normal(shape: tuple[int, ...], seed: int = 1, *, dtype: Any = jnp.float32,
+           loc: float = 0.0, scale: float = 1.0) -> jax.Array:
+  """``loc + scale * N(0, 1)`` of ``shape`` as a jax array, from NumPy's seeded legacy stream."""
+  return jnp.asarray(loc + scale * np.random.RandomState(seed).standard_normal(shape), dtype)
+
+
+def random(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+  """``N(0, 1)`` of ``shape`` as a float32 NumPy array (writable, e.g. for NaN probes)."""
+  return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def flat_normal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+  """LeCun-scaled normal drawn flat then reshaped: XLA:CPU compiles a 4-D draw slowly."""
+  fan_in = int(np.prod(shape[:-1]))
+  return (jax.random.normal(key, (int(np.prod(shape)),), dtype) / np.sqrt(fan_in)).reshape(shape)
+
+
+def random_like(tree: Any, seed: int = 2, *, scale: float = 1.0) -> Any:
+  """A pytree of the shapes and dtypes of ``tree``, filled with ``scale * N(0, 1)``."""
+  rng = np.random.RandomState(seed)
+  return jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape) * scale, a.dtype), tree)
+
+
+def random_variables(layer: Any, x: Any, seed: int = 2, *, scale: float = 1.0,
+                     zero: Iterable[str] = ()) -> dict:
+  """Variables of ``layer`` with the shapes ``init`` gives, filled from NumPy.
+
+  ``eval_shape`` avoids compiling a random initialiser for every shape.
+  Top-level parameter subtrees named in ``zero`` are zeros instead (e.g. the
+  offset convolution of a deformable layer, which starts at zero).
+  """
+  shapes = jax.eval_shape(layer.init, KEY, x)
+  zero = set(zero)
+  out = random_like({k: v for k, v in shapes.items()}, seed, scale=scale)
+  if zero:
+    params = dict(out["params"])
+    for name in zero:
+      params[name] = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes["params"][name])
+    out["params"] = params
+  return out
+
+
+def sum_tolerance(terms: int, magnitude: float, *, safety: float = 8.0) -> float:
+  """An absolute tolerance for float32 results of sums of ``terms`` products.
+
+  The worst-case rounding error of a sum of ``n`` float32 terms is
+  ``n * eps32 * sum|terms|``; ``magnitude`` stands for that sum (e.g. the
+  largest ``|x|`` times ``|w|`` summed over a receptive field, or the largest
+  output). ``safety`` absorbs the different summation orders of two
+  implementations (both sides round).
+  """
+  return safety * terms * EPS32 * float(magnitude)
+
+
+def assert_trees_close(a: Any, b: Any, *, rtol: float, atol_scale: float | None = None) -> None:
+  """Same structure and every leaf close: ``|a - b| <= rtol * |b| + atol_scale * max|b|``.
+
+  ``max|b|`` is over the whole tree (``atol_scale`` defaults to ``rtol``):
+  rounding comes from the sums a value is computed from, not from its own
+  size. A leaf whose exact value stays ~0 (a convolution bias followed by
+  BatchNorm gets a zero gradient) holds only the rounding of the other
+  parameters' updates, e.g. 1e-9 vs 1e-8, which no leaf-relative tolerance
+  accepts.
+  """
+  atol_scale = rtol if atol_scale is None else atol_scale
+  leaves_a = jax.tree_util.tree_leaves_with_path(a)
+  leaves_b = jax.tree_util.tree_leaves_with_path(b)
+  assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b]
+  assert leaves_a
+  # Counters (the step) are compared exactly and do not set the scale.
+  scale = max((float(np.max(np.abs(np.asarray(y)), initial=0.0)) for _, y in leaves_b
+               if np.issubdtype(np.asarray(y).dtype, np.floating)), default=0.0)
+  for (path, x), (_, y) in zip(leaves_a, leaves_b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol_scale * scale,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+def tiny_config(**overrides: Any):
+  """A locked in-process training config: digits_cnn of width 4, 10 steps, checkpoints at 4, 8, 10.
+
+  256 training examples in batches of 32 (8 steps an epoch), no evaluation
+  during training unless ``eval_every_epochs`` is overridden. ``overrides``
+  are dotted keys, e.g. ``tiny_config(**{'optimizer.learning_rate': 1.0})``.
+  """
+  from cnnjax.train import config as config_lib  # noqa: PLC0415
+
+  c = config_lib.base_config()
+  c.model.name = "digits_cnn"
+  c.model.kwargs = {"width": 4}
+  c.data.name = "digits"
+  c.data.train_subset = 256
+  c.batch_size = 32
+  c.eval_batch_size = 40
+  c.num_train_steps = 10
+  c.optimizer.learning_rate = 0.05
+  c.schedule.name = "constant"
+  c.log_every_steps = 2
+  c.checkpoint_every_steps = 4
+  c.eval_every_epochs = 100
+  c.progress_bar = False
+  c.plots = False
+  c.compilation_cache_dir = ""
+  for key, value in overrides.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config_lib.lock(c)
+
+
+def assert_close(actual: Any, desired: Any, *, rtol: float, err_msg: str = "") -> None:
+  """``|actual - desired| <= rtol * (|desired| + max|desired|)`` elementwise.
+
+  The absolute part scales with the largest magnitude compared: rounding of a
+  sum is relative to the sum's terms, so entries that cancel to near zero
+  carry the error of the large ones. Choose ``rtol`` from the number of terms
+  accumulated (about ``terms * eps32`` for a worst-case float32 sum).
+  """
+  desired = np.asarray(desired)
+  scale = float(np.max(np.abs(desired))) if desired.size else 0.0
+  np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=err_msg)
