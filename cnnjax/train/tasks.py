@@ -397,6 +397,21 @@ def mean_iou(confusion: np.ndarray) -> float:
 TASKS = {"classification": Classification, "regression": Regression, "segmentation": Segmentation}
 
 
+def from_config(config: Mapping[str, Any]) -> Classification | Regression | Segmentation:
+  """The task a run config asks for (``task`` and its options; see ``cnnjax.train.config``)."""
+  name = config.get("task", "classification")
+  if name == "regression":
+    return Regression(loss=config.get("regression_loss", "mse"),
+                      huber_delta=float(config.get("huber_delta", 1.0)),
+                      target_mean=float(config.get("target_mean", 0.0)),
+                      target_std=float(config.get("target_std", 1.0)))
+  if name == "segmentation":
+    return Segmentation(ignore_label=int(config.get("ignore_label", 255)))
+  if name == "classification":
+    return Classification(label_smoothing=float(config.get("label_smoothing", 0.0)))
+  raise ValueError(f"config task must be one of {sorted(TASKS)}, got {name!r}")
+
+
 def get(name: str, **fields: Any) -> Classification | Regression | Segmentation:
   """The task called ``name`` with ``fields`` (e.g. ``get('regression', loss='huber')``).
 
