@@ -158,3 +158,23 @@ def test_errors_name_what_is_missing():
   with pytest.raises(ValueError, match=r"no fields \['ignore'\]"):
     tasks.get("segmentation", ignore=3)
   assert tasks.get("regression", loss="huber").loss == "huber"
+
+
+def test_config_fields_build_the_task_and_refuse_mixing_that_has_no_meaning():
+  from cnnjax.train import config as config_lib
+
+  c = config_lib.base_config()
+  assert tasks.from_config(c) == tasks.Classification()
+  c.task, c.regression_loss, c.target_std = "regression", "huber", 26.0
+  assert tasks.from_config(c) == tasks.Regression(loss="huber", target_std=26.0)
+  c.task, c.ignore_label = "segmentation", 0
+  assert tasks.from_config(c) == tasks.Segmentation(ignore_label=0)
+  c.mixup_alpha = 0.2
+  with pytest.raises(ValueError, match="mixup blends two images"):
+    config_lib.validate(c)
+  c.mixup_alpha, c.task = 0.0, "detection"
+  with pytest.raises(ValueError, match=r"config task='detection' is not one of"):
+    config_lib.validate(c)
+  c.task, c.cutmix_alpha = "regression", 1.0
+  with pytest.raises(ValueError, match="no single target"):
+    config_lib.validate(c)
