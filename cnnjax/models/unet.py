@@ -142,4 +142,4 @@ class UNet(nn.Module):
     return jnp.asarray(logits, jnp.float32)
 
 
-UNetSmall = register("unet", input_shape=(32, 32, 1))(UNet)
+UNetSmall = register("unet", input_shape=(16, 16, 1))(UNet)
