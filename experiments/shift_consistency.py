@@ -21,6 +21,8 @@ Commands::
   python experiments/shift_consistency.py --workdir runs/shift            # digits, both models, 30 epochs
   python experiments/shift_consistency.py --workdir runs/shift_q --quick  # under 3 minutes on CPU
   python experiments/shift_consistency.py --workdir runs/shift_c10 --dataset cifar10 --models resnet18_cifar
+  python experiments/shift_consistency.py --workdir runs/shift16 --models resnet18_cifar \
+      --epochs 10 --resnet_width 16 --image_size 16     # digits upsampled to 16x16
 
 (``--dataset cifar10`` needs ``python -m cnnjax.data.prepare cifar10`` first.)
 """
@@ -115,6 +117,7 @@ def make_config(args: argparse.Namespace, model: str, downsample: str):
     c.model.kwargs.update(padding="CIRCULAR", num_filters=args.resnet_width)
   c.data.name = args.dataset
   c.data.data_dir = args.data_dir
+  c.data.image_size = args.image_size
   c.batch_size = 64
   c.eval_batch_size = 120 if args.dataset == "digits" else 200
   c.num_epochs = float(args.epochs)
@@ -135,7 +138,7 @@ def make_config(args: argparse.Namespace, model: str, downsample: str):
 def test_images(args: argparse.Namespace) -> np.ndarray:
   """The test split, normalised as in training, ``(N, H, W, C)`` float32."""
   loader = data_lib.make_loader(args.dataset, "test", batch_size=200, train=False, seed=0,
-                                data_dir=args.data_dir)
+                                data_dir=args.data_dir, image_size=args.image_size or None)
   batches = [b["image"][np.asarray(b["mask"])] for b in loader]
   images = np.concatenate(batches)
   return images[:args.max_test_images] if args.max_test_images else images
@@ -214,6 +217,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--quick", action="store_true", help="Small budget: 3 epochs, narrow ResNet, 2 pairs.")
   p.add_argument("--dataset", default="digits", help="'digits' (embedded) or a prepared TFDS name, e.g. 'cifar10'.")
   p.add_argument("--data_dir", default=None, help="TFDS data directory.")
+  p.add_argument("--image_size", type=int, default=0,
+                 help="Resize images to this square size (0: as stored; e.g. 32 upsamples the 8x8 digits).")
   p.add_argument("--models", default="shift_lenet,resnet18_cifar", help="Comma-separated model names.")
   p.add_argument("--variants", default=",".join(VARIANTS), help="Comma-separated downsample modes.")
   p.add_argument("--epochs", type=float, default=None, help="Epochs per run (default 30, quick 3).")

@@ -12,6 +12,12 @@ linear map, and salt-and-pepper uses the image's own min and max).
 ``mixup`` and ``cutmix`` mix examples, so they act on a batch and its one-hot
 labels and return soft labels.
 
+Class maps (segmentation): ``with_segmentation(fn)`` applies a built
+augmentation to ``(image, (H, W) class map)``, moving the map with the same
+geometry (nearest neighbour) for the augmentations in ``GEOMETRIC`` and
+leaving it for photometric ones; ``cutmix_segmentation`` pastes the same box
+into both; mixup is refused for class maps.
+
 Config spec (``build``): a string of comma-separated calls, or a sequence of
 strings, ``(name, kwargs)`` pairs or ``{'name': ..., **kwargs}`` dicts::
 
@@ -32,6 +38,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -160,7 +167,8 @@ def random_crop(
 
 
 def rotate(
-    key: Array, image: Array, degrees: RangeLike = (-10.0, 10.0), fill: float = 0.0
+    key: Array, image: Array, degrees: RangeLike = (-10.0, 10.0), fill: float = 0.0,
+    order: int = 1,
 ) -> Array:
   """Rotates about the centre by an angle uniform in ``degrees``, bilinearly.
 
@@ -170,6 +178,7 @@ def rotate(
     degrees: ``(lo, hi)`` in degrees, counter-clockwise; a number ``d`` means
       ``(-d, d)``.
     fill: value outside the rotated image.
+    order: 1 bilinear, 0 nearest neighbour (for class maps).
 
   Returns:
     ``(H, W, C)``; an angle of 0 returns the image exactly.
@@ -189,7 +198,7 @@ def rotate(
   coords = [src_y, src_x]
 
   def one_channel(channel):
-    return jax.scipy.ndimage.map_coordinates(channel, coords, order=1, mode="constant", cval=fill)
+    return jax.scipy.ndimage.map_coordinates(channel, coords, order=order, mode="constant", cval=fill)
 
   out = jax.vmap(one_channel, in_axes=2, out_axes=2)(image.astype(jnp.float32))
   return out.astype(image.dtype).reshape(height, width, channels)
@@ -236,7 +245,9 @@ def random_resized_crop(
     size: output ``(h, w)`` or int; default ``(H, W)``.
     scale: range of the box area as a fraction of the image area.
     ratio: range of the box aspect ratio width / height.
-    method: ``jax.image`` interpolation, e.g. ``'linear'``, ``'cubic'``.
+    method: ``jax.image`` interpolation, e.g. ``'linear'``, ``'cubic'``, or
+      ``'nearest'`` (the same box, each output pixel the input pixel under
+      its centre, for class maps).
 
   Returns:
     ``(h, w, C)``.
@@ -247,6 +258,19 @@ def random_resized_crop(
   scale, ratio = _range(scale, "scale"), _range(ratio, "ratio")
   if ratio[0] <= 0:
     raise ValueError(f"ratio must be positive, got {ratio}")
+  if method == "nearest":
+    return _random_resized_crop_nearest(key, image, (out_h, out_w), scale, ratio)
+  top, left, h, w = _crop_box(key, height, width, scale, ratio)
+  scale_yx = jnp.stack([out_h / h, out_w / w]).astype(jnp.float32)
+  translation = -jnp.stack([top, left]).astype(jnp.float32) * scale_yx
+  out = jax.image.scale_and_translate(
+      image.astype(jnp.float32), (out_h, out_w, channels), (0, 1), scale_yx, translation,
+      method=method, antialias=True)
+  return out.astype(image.dtype)
+
+
+def _crop_box(key: Array, height: int, width: int, scale, ratio):
+  """``random_resized_crop``'s box ``(top, left, h, w)``: same key, same box."""
   key_box, key_y, key_x = jax.random.split(key, 3)
   h, w, found = _sample_box(key_box, height, width, scale, ratio)
   # Fallback: the whole image cut to the nearest allowed aspect ratio.
@@ -261,12 +285,16 @@ def random_resized_crop(
   w = jnp.where(found, w, fw)
   top = jnp.where(found, jax.random.randint(key_y, (), 0, height - h + 1), (height - h) // 2)
   left = jnp.where(found, jax.random.randint(key_x, (), 0, width - w + 1), (width - w) // 2)
-  scale_yx = jnp.stack([out_h / h, out_w / w]).astype(jnp.float32)
-  translation = -jnp.stack([top, left]).astype(jnp.float32) * scale_yx
-  out = jax.image.scale_and_translate(
-      image.astype(jnp.float32), (out_h, out_w, channels), (0, 1), scale_yx, translation,
-      method=method, antialias=True)
-  return out.astype(image.dtype)
+  return top, left, h, w
+
+
+def _random_resized_crop_nearest(key, image, size, scale, ratio):
+  height, width, _ = image.shape
+  top, left, h, w = _crop_box(key, height, width, scale, ratio)
+  # Output pixel i covers [i, i + 1) * h / out_h of the box; take the pixel under its centre.
+  rows = top + jnp.clip(jnp.floor((jnp.arange(size[0]) + 0.5) * h / size[0]).astype(jnp.int32), 0, h - 1)
+  cols = left + jnp.clip(jnp.floor((jnp.arange(size[1]) + 0.5) * w / size[1]).astype(jnp.int32), 0, w - 1)
+  return image[rows][:, cols]
 
 
 # --- filters and noise --------------------------------------------------------------
@@ -438,6 +466,11 @@ def color_jitter(
 
 def _check_labels(images: Array, labels: Array) -> None:
   _check_batch(images)
+  if hasattr(labels, "shape") and labels.ndim == 3 and labels.shape == images.shape[:3]:
+    raise ValueError(
+        f"got a segmentation map {tuple(labels.shape)} as labels: mixup blends two images, so "
+        f"a pixel would hold two classes; it is refused for segmentation. CutMix keeps one "
+        f"class per pixel: use cutmix_segmentation(key, images, segmentations, alpha)")
   if not hasattr(labels, "shape") or labels.ndim != 2 or labels.shape[0] != images.shape[0]:
     raise ValueError(
         f"labels must be one-hot (N, num_classes) with N={images.shape[0]}, got shape "
@@ -478,12 +511,20 @@ def cutmix(key: Array, images: Array, labels_onehot: Array, alpha: float = 1.0) 
     ``(images (N, H, W, C), soft labels (N, K))``.
   """
   _check_labels(images, labels_onehot)
+  perm, box, kept = _cutmix_box(key, images.shape, alpha)
+  mixed = jnp.where(box, images[perm], images)
+  labels = kept * labels_onehot + (1 - kept) * labels_onehot[perm]
+  return mixed, labels.astype(labels_onehot.dtype)
+
+
+def _cutmix_box(key: Array, shape: tuple[int, ...], alpha: float):
+  """CutMix's draw for a batch of ``shape`` ``(N, H, W, C)``: ``(perm, box (1, H, W, 1), kept)``."""
   if alpha <= 0:
     raise ValueError(f"alpha must be positive, got {alpha}")
-  _, height, width, _ = images.shape
+  _, height, width, _ = shape
   key_lam, key_perm, key_y, key_x = jax.random.split(key, 4)
   lam = jax.random.beta(key_lam, alpha, alpha)
-  perm = jax.random.permutation(key_perm, images.shape[0])
+  perm = jax.random.permutation(key_perm, shape[0])
   cut = jnp.sqrt(1.0 - lam)
   cut_h, cut_w = jnp.round(height * cut), jnp.round(width * cut)
   cy = jax.random.randint(key_y, (), 0, height)
@@ -495,10 +536,34 @@ def cutmix(key: Array, images: Array, labels_onehot: Array, alpha: float = 1.0) 
   rows = jnp.arange(height)[None, :, None, None]
   cols = jnp.arange(width)[None, None, :, None]
   box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
-  mixed = jnp.where(box, images[perm], images)
   kept = 1.0 - (y1 - y0) * (x1 - x0) / (height * width)
-  labels = kept * labels_onehot + (1 - kept) * labels_onehot[perm]
-  return mixed, labels.astype(labels_onehot.dtype)
+  return perm, box, kept
+
+
+def cutmix_segmentation(key: Array, images: Array, segmentations: Array, alpha: float = 1.0
+                        ) -> tuple[Array, Array]:
+  """CutMix for dense labels: the box pasted into the image is pasted into its class map too.
+
+  The same draw as ``cutmix`` with the same key (same box, same partner);
+  every pixel keeps exactly one class, so no soft labels are needed.
+
+  Args:
+    key: PRNG key.
+    images: ``(N, H, W, C)``.
+    segmentations: ``(N, H, W)`` int class maps.
+    alpha: Beta parameter, ``> 0``.
+
+  Returns:
+    ``(images (N, H, W, C), segmentations (N, H, W))``.
+  """
+  _check_batch(images)
+  if not hasattr(segmentations, "shape") or tuple(segmentations.shape) != tuple(images.shape[:3]):
+    raise ValueError(
+        f"segmentations must be (N, H, W) = {tuple(images.shape[:3])} like the images "
+        f"{tuple(images.shape)}, got shape {tuple(getattr(segmentations, 'shape', ()))}")
+  perm, box, _ = _cutmix_box(key, images.shape, alpha)
+  mixed = jnp.where(box, images[perm], images)
+  return mixed, jnp.where(box[..., 0], segmentations[perm], segmentations)
 
 
 # --- combinators --------------------------------------------------------------------
@@ -580,6 +645,85 @@ def batch_augment(fn: Augmentation) -> Callable[[Array, Array], Array]:
   return apply
 
 
+# --- dense labels ------------------------------------------------------------------
+
+#: Augmentations that move pixels: with a class map, the same geometry is applied to it.
+GEOMETRIC = frozenset({"random_crop", "horizontal_flip", "vertical_flip", "rotate",
+                       "random_resized_crop"})
+#: Arguments that make a geometric augmentation exact on a class map: nearest neighbour.
+_NEAREST = {"rotate": {"order": 0}, "random_resized_crop": {"method": "nearest"}}
+
+
+def _geometry_of(fn: Augmentation) -> tuple[str | None, Callable[..., Array], dict[str, Any]]:
+  """``(registry name or None, function, bound keywords)`` of a built augmentation."""
+  base, keywords = fn, {}
+  if isinstance(fn, functools.partial):
+    base, keywords = fn.func, dict(fn.keywords)
+  names = [name for name, f in REGISTRY.items() if f is base]
+  return (names[0] if names else None), base, keywords
+
+
+def _paired(fn: Augmentation, key: Array, image: Array, segmentation: Array, fill: int):
+  """One augmentation on ``(image, class map)``: moved alike, or only the image changed."""
+  if isinstance(fn, Compose):
+    if not fn.fns:
+      return image, segmentation
+    for f, k in zip(fn.fns, jax.random.split(key, len(fn.fns))):
+      image, segmentation = _paired(f, k, image, segmentation, fill)
+    return image, segmentation
+  if isinstance(fn, RandomApply):
+    key_apply, key_fn = jax.random.split(key)
+    applied = lambda: tuple(  # noqa: E731
+        a.astype(b.dtype) for a, b in zip(_paired(fn.fn, key_fn, image, segmentation, fill),
+                                          (image, segmentation)))
+    return lax.cond(_bernoulli(key_apply, fn.p), applied, lambda: (image, segmentation))
+  name, base, keywords = _geometry_of(fn)
+  if name is None:
+    raise ValueError(
+        f"cannot tell whether augmentation {fn!r} moves pixels, so it cannot be applied to a "
+        f"segmentation map; use the functions of cnnjax.data.augment (geometric: "
+        f"{sorted(GEOMETRIC)}) inside Compose or RandomApply")
+  out = fn(key, image)
+  if name not in GEOMETRIC:
+    return out, segmentation  # photometric: the classes stay where they are
+  keywords.update(_NEAREST.get(name, {}))
+  if "fill" in inspect.signature(base).parameters:
+    keywords["fill"] = float(fill)  # padding and corners are unlabelled
+  moved = base(key, segmentation[..., None].astype(jnp.float32), **keywords)
+  return out, jnp.round(moved[..., 0]).astype(segmentation.dtype)
+
+
+def with_segmentation(fn: Augmentation, fill: int = 255) -> Callable[[Array, Array, Array], tuple[Array, Array]]:
+  """``fn`` (from ``build``) applied to an image and its class map, ``f(key, image, seg)``.
+
+  The image gets exactly what ``fn(key, image)`` gives (same key, same
+  draws). Augmentations in ``GEOMETRIC`` (crops, flips, rotations,
+  random-resized-crop) move the class map ``(H, W)`` with the same geometry,
+  sampled by nearest neighbour so that classes are never blended; pixels
+  brought in from outside the image (padding, rotated corners) get ``fill``,
+  an ignore label. Photometric ones (blur, colour jitter, noise, erasing)
+  leave the map as it is. ``RandomChoice`` is refused (``ValueError``).
+
+  Args:
+    fn: an augmentation built by ``build`` (a ``Compose``), one of this
+      module's functions, a partial of one, or a ``RandomApply`` of those.
+    fill: the class of pixels with no source pixel (the task's ignore label).
+
+  Returns:
+    ``f(key, image (H, W, C), segmentation (H, W) int) -> (image, segmentation)``.
+  """
+
+  def apply(key: Array, image: Array, segmentation: Array) -> tuple[Array, Array]:
+    _check_image(image)
+    if not hasattr(segmentation, "shape") or tuple(segmentation.shape) != tuple(image.shape[:2]):
+      raise ValueError(
+          f"segmentation must be one (H, W) = {tuple(image.shape[:2])} class map for the image "
+          f"{tuple(image.shape)}, got shape {tuple(getattr(segmentation, 'shape', ()))}")
+    return _paired(fn, key, image, segmentation, fill)
+
+  return apply
+
+
 # --- config builder -----------------------------------------------------------------
 
 REGISTRY: dict[str, Callable[..., Array]] = {
@@ -606,8 +750,6 @@ def _make(name: str, kwargs: Mapping[str, Any]) -> Augmentation:
         f"unknown augmentation {name!r}; expected one of {sorted(REGISTRY)} or aliases "
         f"{sorted(ALIASES)}")
   fn = REGISTRY[name]
-  import inspect
-
   params = inspect.signature(fn).parameters
   unknown = [k for k in kwargs if k not in params or k in ("key", "image")]
   if unknown:

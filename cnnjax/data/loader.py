@@ -16,6 +16,9 @@ both pipelines, so that for the same seed they yield the same batches:
 
 Images are normalised as ``(x / 255 - mean) / std`` with the per-channel mean
 and std of the ``train`` split (``sources.channel_stats``), to ``float32``.
+Data sets of other tasks (``DatasetInfo.extra_features``) add ``'target'``
+float32 ``(B, k)`` (regression) or ``'segmentation'`` int32 ``(B, H, W)``
+(per-pixel classes), zero on padded rows, to the same batches.
 
 * ``pipeline='memory'``: decodes the split once into a ``uint8`` array (batched
   ``__getitems__`` reads) and gathers batches by index. For data sets that fit
@@ -90,13 +93,22 @@ class BatchPlan:
 
 
 def normalize_batch(
-    images: np.ndarray, labels: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray
+    images: np.ndarray, labels: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray,
+    extras: dict[str, np.ndarray] | None = None,
 ) -> Batch:
-  """``uint8`` ``(B, H, W, C)`` images -> the batch dict, padded rows zeroed."""
+  """``uint8`` ``(B, H, W, C)`` images -> the batch dict, padded rows zeroed.
+
+  ``extras`` (``'target'`` ``(B, k)``, ``'segmentation'`` ``(B, H, W)``) are
+  added as they are, zeroed on padded rows.
+  """
   image = (images.astype(np.float32) / np.float32(255.0) - mean) / std
   image = np.where(mask[:, None, None, None], image, np.float32(0.0)).astype(np.float32)
   label = np.where(mask, labels, 0).astype(np.int32)
-  return {"image": image, "label": label, "mask": mask.astype(np.bool_)}
+  batch = {"image": image, "label": label, "mask": mask.astype(np.bool_)}
+  for key, value in (extras or {}).items():
+    keep = mask.reshape(-1, *(1,) * (value.ndim - 1))
+    batch[key] = np.where(keep, value, 0).astype(value.dtype)
+  return batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +128,13 @@ class _ReadBatch:
   source: Any
   mean: np.ndarray
   std: np.ndarray
+  extra: tuple[str, ...] = ()
 
   def __call__(self, item: tuple[np.ndarray, np.ndarray]) -> Batch:
     indices, mask = item
+    if self.extra:
+      images, labels, extras = sources.read_examples(self.source, indices, self.extra)
+      return normalize_batch(images, labels, mask, self.mean, self.std, extras)
     images, labels = sources.read_arrays(self.source, indices)
     return normalize_batch(images, labels, mask, self.mean, self.std)
 
@@ -171,8 +187,14 @@ class Loader:
     self._source = source
     self._grain_iter = None
     self._order_cache: tuple[int, np.ndarray] | None = None
+    self._extra = info.extra_features
+    self._extras: dict[str, np.ndarray] = {}
     if pipeline == "memory":
-      self._images, self._labels = sources.read_arrays(source, range(num_examples))
+      if self._extra:
+        self._images, self._labels, self._extras = sources.read_examples(
+            source, range(num_examples), self._extra)
+      else:
+        self._images, self._labels = sources.read_arrays(source, range(num_examples))
       if len(self._labels) and not 0 <= self._labels.min() <= self._labels.max() < info.num_classes:
         raise ValueError(
             f"data set {name!r} split {split!r} has labels {int(self._labels.min())}.."
@@ -196,7 +218,9 @@ class Loader:
     if self._order_cache is None or self._order_cache[0] != epoch:
       self._order_cache = (epoch, self.plan.order(epoch))
     indices, mask = self.plan(step, self._order_cache[1])
-    return normalize_batch(self._images[indices], self._labels[indices], mask, self._mean, self._std)
+    extras = {k: v[indices] for k, v in self._extras.items()}
+    return normalize_batch(self._images[indices], self._labels[indices], mask, self._mean,
+                           self._std, extras)
 
   # --- the Grain path -----------------------------------------------------------
 
@@ -207,7 +231,7 @@ class Loader:
     if self.train:
       dataset = dataset.repeat(None)
     dataset = dataset.map_with_index(_PlanStep(self.plan))
-    dataset = dataset.map(_ReadBatch(self._source, self._mean, self._std))
+    dataset = dataset.map(_ReadBatch(self._source, self._mean, self._std, self._extra))
     iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
     if self.worker_count > 0:
       from absl import flags
@@ -315,7 +339,9 @@ def make_loader(
 
   Returns:
     A ``Loader`` yielding ``{'image': (B / P, H, W, C) float32, 'label':
-    (B / P,) int32, 'mask': (B / P,) bool}``.
+    (B / P,) int32, 'mask': (B / P,) bool}``, plus ``'target'`` ``(B / P, k)``
+    float32 or ``'segmentation'`` ``(B / P, H, W)`` int32 for data sets that
+    have them.
   """
   if pipeline not in PIPELINES:
     raise ValueError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}")

@@ -11,7 +11,12 @@ A name is one of
   files; it must have been prepared (``python -m cnnjax.data.prepare NAME``).
 
 Every split is opened as a random-access source of ``{'image': (H, W, C)
-uint8, 'label': int}`` examples with ``__len__`` and ``__getitems__``.
+uint8, 'label': int}`` examples with ``__len__`` and ``__getitems__``. Data
+sets for other tasks add ``'target'`` (regression, float ``(k,)``; then
+``DatasetInfo.num_targets = k``) or ``'segmentation'`` (a per-pixel class map
+``(H, W, 1)`` uint8, a ``tfds.features.LabeledImage``; then
+``DatasetInfo.segmentation`` is true and ``num_classes`` counts the pixel
+classes); a data set without a ``'label'`` reads label 0.
 """
 
 from __future__ import annotations
@@ -27,11 +32,19 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cnnjax.data import digit_scenes as digit_scenes_lib
 from cnnjax.data import digits as digits_lib
+from cnnjax.data import digits_rotation as digits_rotation_lib
 from cnnjax.data import folder as folder_lib
 
 FOLDER_PREFIX = "folder:"
-EMBEDDED: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {"digits": digits_lib.Digits}
+EMBEDDED: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
+    "digits": digits_lib.Digits,
+    "digits_rotation": digits_rotation_lib.DigitsRotation,
+    "digit_scenes": digit_scenes_lib.DigitScenes,
+}
+#: Features passed through to batches beside the image and label, by task.
+EXTRA_FEATURES = ("target", "segmentation")
 STATS_MAX_EXAMPLES = 10_000
 
 _FOLDERS: dict[str, folder_lib.ImageFolder] = {}
@@ -52,14 +65,25 @@ class DatasetInfo:
     image_shape: ``(H, W, C)`` of every image; ``H`` and ``W`` are ``None``
       for data sets of variable image size (e.g. ``imagenet2012``) until an
       ``image_size`` is chosen.
-    num_classes: number of labels; labels are ``0 .. num_classes - 1``.
+    num_classes: number of labels; labels are ``0 .. num_classes - 1``
+      (for a segmentation data set: the number of pixel classes).
     splits: split name -> number of examples.
+    num_targets: ``k``, the length of the float ``'target'`` of a regression
+      data set; 0 when there is none.
+    segmentation: whether examples carry a ``'segmentation'`` class map.
   """
 
   name: str
   image_shape: tuple[int | None, int | None, int]
   num_classes: int
   splits: dict[str, int]
+  num_targets: int = 0
+  segmentation: bool = False
+
+  @property
+  def extra_features(self) -> tuple[str, ...]:
+    """The features a loader passes through beside image and label: ``'target'``, ``'segmentation'``."""
+    return (("target",) if self.num_targets else ()) + (("segmentation",) if self.segmentation else ())
 
   @property
   def variable_size(self) -> bool:
@@ -187,6 +211,9 @@ def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
 def _keys(builder: tfds.core.DatasetBuilder) -> tuple[str, str]:
   keys = builder.info.supervised_keys
   if isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys):
+    if keys[1] in EXTRA_FEATURES:
+      # A regression or segmentation data set: its class label, if any, is 'label'.
+      return keys[0], "label"
     return keys
   return "image", "label"
 
@@ -194,20 +221,41 @@ def _keys(builder: tfds.core.DatasetBuilder) -> tuple[str, str]:
 def _tfds_info(name: str, builder: tfds.core.DatasetBuilder) -> DatasetInfo:
   image_key, label_key = _keys(builder)
   features = builder.info.features
-  if image_key not in features or label_key not in features:
+  extra = [k for k in EXTRA_FEATURES if k in features]
+  if image_key not in features or (label_key not in features and not extra):
     raise ValueError(
         f"TFDS data set {name!r} has features {list(features.keys())}; expected an "
-        f"image and a class label (supervised_keys {image_key!r}, {label_key!r})")
+        f"image and a class label (supervised_keys {image_key!r}, {label_key!r}), a "
+        f"'target' or a 'segmentation'")
   shape = tuple(features[image_key].shape)
   if len(shape) != 3 or shape[2] is None:
     raise ValueError(
         f"TFDS data set {name!r} has images of shape {shape}; expected (H, W, C) with a "
         f"known number of channels")
-  num_classes = getattr(features[label_key], "num_classes", None)
-  if not num_classes:
-    raise ValueError(f"TFDS data set {name!r}: feature {label_key!r} is not a ClassLabel")
+  num_targets = 0
+  if "target" in features:
+    target_shape = tuple(features["target"].shape)
+    if len(target_shape) != 1 or not target_shape[0]:
+      raise ValueError(
+          f"TFDS data set {name!r}: feature 'target' has shape {target_shape}; expected (k,), "
+          f"k regression targets per example")
+    num_targets = int(target_shape[0])
+  if "segmentation" in features:
+    num_classes = getattr(features["segmentation"], "num_classes", None)
+    if not num_classes:
+      raise ValueError(
+          f"TFDS data set {name!r}: feature 'segmentation' is a "
+          f"{type(features['segmentation']).__name__}; expected a tfds.features.LabeledImage "
+          f"(it gives the number of pixel classes)")
+  elif label_key in features:
+    num_classes = getattr(features[label_key], "num_classes", None)
+    if not num_classes:
+      raise ValueError(f"TFDS data set {name!r}: feature {label_key!r} is not a ClassLabel")
+  else:
+    num_classes = 1  # A regression data set without a class label: every label reads 0.
   splits = {s: int(v.num_examples) for s, v in builder.info.splits.items()}
-  return DatasetInfo(name=name, image_shape=shape, num_classes=int(num_classes), splits=splits)
+  return DatasetInfo(name=name, image_shape=shape, num_classes=int(num_classes), splits=splits,
+                     num_targets=num_targets, segmentation="segmentation" in features)
 
 
 def ensure_prepared(name: str, *, data_dir: str | None = None) -> None:
@@ -295,7 +343,9 @@ class _Renamed:
     return len(self.source)
 
   def _rename(self, example: dict) -> dict:
-    return {"image": example[self.image_key], "label": example[self.label_key]}
+    out = {"image": example[self.image_key], "label": example.get(self.label_key, 0)}
+    out.update({k: example[k] for k in EXTRA_FEATURES if k in example})
+    return out
 
   def __getitem__(self, index: int) -> dict:
     return self._rename(self.source[index])
@@ -304,12 +354,15 @@ class _Renamed:
     return [self._rename(e) for e in self.source.__getitems__(indices)]
 
 
-def resize_and_center_crop(image: np.ndarray, size: int, crop_fraction: float = 0.875) -> np.ndarray:
+def resize_and_center_crop(image: np.ndarray, size: int, crop_fraction: float = 0.875,
+                           nearest: bool = False) -> np.ndarray:
   """Resizes the shorter side to ``round(size / crop_fraction)``, then crops the centre.
 
   Args:
     image: ``(H, W, C) uint8``, any ``H``, ``W``.
     size: the side of the square output.
+    crop_fraction: the centre crop's side over the resized shorter side.
+    nearest: nearest-neighbour instead of bilinear (for class maps).
 
   Returns:
     ``(size, size, C) uint8`` (bilinear, antialiased by Pillow).
@@ -322,7 +375,7 @@ def resize_and_center_crop(image: np.ndarray, size: int, crop_fraction: float = 
   scale = shorter / min(height, width)
   new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
   pil = Image.fromarray(image[..., 0] if channels == 1 else image)
-  resized = np.asarray(pil.resize((new_w, new_h), Image.BILINEAR))
+  resized = np.asarray(pil.resize((new_w, new_h), Image.NEAREST if nearest else Image.BILINEAR))
   top, left = (new_h - size) // 2, (new_w - size) // 2
   out = resized[top:top + size, left:left + size]
   return out.reshape(size, size, channels)
@@ -339,13 +392,50 @@ class _Resized:
     return len(self.source)
 
   def _resize(self, example: dict) -> dict:
-    return {"image": resize_and_center_crop(example["image"], self.size), "label": example["label"]}
+    out = dict(example, image=resize_and_center_crop(example["image"], self.size))
+    if "segmentation" in example:
+      # The class map follows the image's geometry, without mixing classes.
+      out["segmentation"] = resize_and_center_crop(example["segmentation"], self.size, nearest=True)
+    return out
 
   def __getitem__(self, index: int) -> dict:
     return self._resize(self.source[index])
 
   def __getitems__(self, indices: Sequence[int]) -> list[dict]:
     return [self._resize(e) for e in self.source.__getitems__(indices)]
+
+
+def read_examples(
+    source: Any, indices: Sequence[int], extra: Sequence[str] = (), chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+  """Decodes ``source`` at ``indices`` with batched reads, with the features named in ``extra``.
+
+  Returns:
+    ``(images (N, H, W, C) uint8, labels (N,) int32, {name: (N, ...)})``:
+    ``'target'`` float32 ``(N, k)``, ``'segmentation'`` int32 ``(N, H, W)``.
+    Examples without a ``'label'`` read 0.
+  """
+  indices = [int(i) for i in indices]
+  images, labels = [], []
+  extras: dict[str, list] = {k: [] for k in extra}
+  for start in range(0, len(indices), chunk):
+    examples = source.__getitems__(indices[start:start + chunk])
+    images.extend(np.asarray(e["image"]) for e in examples)
+    labels.extend(int(e.get("label", 0)) for e in examples)
+    for key in extra:
+      if examples and key not in examples[0]:
+        raise ValueError(f"data set examples have features {sorted(examples[0])}; expected {key!r}")
+      extras[key].extend(np.asarray(e[key]) for e in examples)
+  if not images:
+    return np.zeros((0,), np.uint8), np.zeros((0,), np.int32), {k: np.zeros((0,)) for k in extra}
+  out = {}
+  for key, values in extras.items():
+    stacked = np.stack(values)
+    if key == "segmentation":
+      out[key] = stacked.reshape(stacked.shape[:3]).astype(np.int32)
+    else:
+      out[key] = stacked.astype(np.float32).reshape(len(values), -1)
+  return np.stack(images).astype(np.uint8, copy=False), np.asarray(labels, np.int32), out
 
 
 def read_arrays(source: Any, indices: Sequence[int], chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -359,7 +449,7 @@ def read_arrays(source: Any, indices: Sequence[int], chunk: int = 1024) -> tuple
   for start in range(0, len(indices), chunk):
     examples = source.__getitems__(indices[start:start + chunk])
     images.extend(np.asarray(e["image"]) for e in examples)
-    labels.extend(int(e["label"]) for e in examples)
+    labels.extend(int(e.get("label", 0)) for e in examples)
   if not images:
     return np.zeros((0,), np.uint8), np.zeros((0,), np.int32)
   return np.stack(images).astype(np.uint8, copy=False), np.asarray(labels, np.int32)

@@ -17,11 +17,13 @@ from cnnjax.layers.conv_transpose import (
 from cnnjax.layers.deformable import DeformableConv, DeformableConv2D, bilinear_sample
 from cnnjax.layers.normalization import BatchNorm
 from cnnjax.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
+from cnnjax.layers.upsample import PolyphaseUpsample
 
 __all__ = [
     "BlurPool",
     "MaxBlurPool",
     "PolyphaseDownsample",
+    "PolyphaseUpsample",
     "AvgPool",
     "BatchNorm",
     "Conv",

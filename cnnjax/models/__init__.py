@@ -24,6 +24,7 @@ from cnnjax.models.resnet import (
 )
 from cnnjax.models.textcnn import TextCNN
 from cnnjax.models.torch_import import load_torch_state_dict
+from cnnjax.models.unet import UNet
 from cnnjax.models.vgg import VGG, VGG11, VGG11BN, VGG16, VGG16BN, VGG_CONFIGS
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "ResNet50",
     "ResNet50Cifar",
     "TextCNN",
+    "UNet",
     "create",
     "load_torch_state_dict",
     "make_divisible",

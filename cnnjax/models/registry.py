@@ -141,6 +141,9 @@ def create(name: str, /, **kwargs: Any) -> nn.Module:
     name: a name from ``names()``.
     **kwargs: module fields, e.g. ``num_classes=10``, ``dtype=jnp.bfloat16``,
       ``downsample='blur'``; they override the entry's defaults.
+      ``num_outputs=k`` is accepted by every model with a ``num_classes``
+      field: it sets ``num_classes=k``, giving a regression head of ``k``
+      outputs (the same ``head``, read without a softmax).
 
   Raises:
     ValueError: unknown name (the message lists the registered ones).
@@ -149,6 +152,15 @@ def create(name: str, /, **kwargs: Any) -> nn.Module:
   """
   entry = spec(name)
   valid = entry.fields()
+  if "num_outputs" in kwargs and "num_outputs" not in valid and "num_classes" in valid:
+    # A regression head is the classifier's head with k real outputs instead of
+    # K logits: the same Dense, read without a softmax.
+    if "num_classes" in kwargs:
+      raise TypeError(
+          f"{name}: give num_outputs (regression outputs) or num_classes (logits), not both; "
+          f"got num_outputs={kwargs['num_outputs']!r} and num_classes={kwargs['num_classes']!r}")
+    kwargs = dict(kwargs)
+    kwargs["num_classes"] = kwargs.pop("num_outputs")
   unknown = sorted(set(kwargs) - set(valid))
   if unknown:
     close = [c for u in unknown for c in difflib.get_close_matches(u, valid, n=1)]

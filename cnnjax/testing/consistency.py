@@ -18,6 +18,13 @@ Two protocols, named in the result because their numbers are not comparable:
 
 In both, the two offsets may coincide (then the pair agrees trivially), as in
 the papers' code.
+
+Dense predictions (``apply_fn`` returning ``(N, *spatial, K)`` per-pixel
+logits, e.g. a U-Net) are compared pixel by pixel: the value is the fraction
+of pixels whose predicted class is the same in both copies, each prediction
+map put back in the image's frame first. Circular: both maps are rolled back
+by their shifts and every pixel is compared. Crop: a pixel of the original
+image is compared when both crops contain it.
 """
 
 from __future__ import annotations
@@ -41,12 +48,13 @@ class ShiftConsistency:
 
   Attributes:
     value: fraction of (image, shift pair) comparisons whose predicted classes
-      agree, in ``[0, 1]``.
+      agree, in ``[0, 1]``; for dense predictions, of compared pixels.
     protocol: ``'circular'`` or ``'crop'``.
     max_shift: the largest shift per axis, in pixels.
     num_pairs: shift pairs drawn per image.
     num_images: images evaluated; ``value`` averages ``num_pairs * num_images``
-      comparisons.
+      comparisons (of every compared pixel, for dense predictions).
+    dense: whether ``apply_fn`` gave per-pixel predictions.
   """
 
   value: float
@@ -54,6 +62,7 @@ class ShiftConsistency:
   max_shift: int
   num_pairs: int
   num_images: int
+  dense: bool = False
 
 
 def _roll_one(image: jax.Array, shift: jax.Array) -> jax.Array:
@@ -72,32 +81,73 @@ def _crop_one(image: jax.Array, offset: jax.Array, size: tuple[int, ...]) -> jax
   return lax.dynamic_slice(image, start, (*size, image.shape[-1]))
 
 
-@partial(jax.jit, static_argnames=("protocol", "max_shift"))
 def _shifted_pair(images: jax.Array, key: jax.Array, protocol: str, max_shift: int):
+  """The two shifted copies of every image."""
+  return _shifted_pair_and_draws(images, key, protocol, max_shift)[:2]
+
+
+@partial(jax.jit, static_argnames=("protocol", "max_shift"))
+def _shifted_pair_and_draws(images: jax.Array, key: jax.Array, protocol: str, max_shift: int):
+  """The two copies and the two draws ``(N, rank)``: circular shifts, or crop offsets."""
   n, spatial = images.shape[0], images.shape[1:-1]
   k1, k2 = jax.random.split(key)
   if protocol == "circular":
     draw = lambda k: jax.random.randint(k, (n, len(spatial)), -max_shift, max_shift + 1)
-    return jax.vmap(_roll_one)(images, draw(k1)), jax.vmap(_roll_one)(images, draw(k2))
+    d1, d2 = draw(k1), draw(k2)
+    return jax.vmap(_roll_one)(images, d1), jax.vmap(_roll_one)(images, d2), d1, d2
   pads = ((0, 0), *((max_shift, max_shift),) * len(spatial), (0, 0))
   padded = jnp.pad(images, pads)
   draw = lambda k: jax.random.randint(k, (n, len(spatial)), 0, 2 * max_shift + 1)
   crop = jax.vmap(partial(_crop_one, size=tuple(spatial)))
-  return crop(padded, draw(k1)), crop(padded, draw(k2))
+  d1, d2 = draw(k1), draw(k2)
+  return crop(padded, d1), crop(padded, d2), d1, d2
 
 
 def _predict(apply_fn: Callable, x: jax.Array, batch_size: int | None) -> np.ndarray:
+  """Predicted classes: ``(N,)`` for a classifier, ``(N, *spatial)`` for per-pixel logits."""
   size = x.shape[0] if batch_size is None else batch_size
   labels = []
   for i in range(0, x.shape[0], size):
-    logits = apply_fn(x[i:i + size])
-    if not hasattr(logits, "ndim") or logits.ndim != 2 or logits.shape[0] != x[i:i + size].shape[0]:
+    chunk = x[i:i + size]
+    logits = apply_fn(chunk)
+    ok = hasattr(logits, "ndim") and logits.shape[:1] == chunk.shape[:1] and (
+        logits.ndim == 2 or (logits.ndim == chunk.ndim and logits.shape[1:-1] == chunk.shape[1:-1]))
+    if not ok:
       raise ValueError(
-          f"apply_fn must map images (N, *spatial, C) to logits (N, num_classes), "
-          f"got {getattr(logits, 'shape', type(logits).__name__)} for an input of shape "
-          f"{tuple(x[i:i + size].shape)}")
+          f"apply_fn must map images (N, *spatial, C) to logits (N, num_classes) or per-pixel "
+          f"logits (N, *spatial, num_classes), got {getattr(logits, 'shape', type(logits).__name__)} "
+          f"for an input of shape {tuple(chunk.shape)}")
     labels.append(np.asarray(jnp.argmax(logits, axis=-1)))
   return np.concatenate(labels)
+
+
+def _dense_agreement(p1: np.ndarray, p2: np.ndarray, d1: np.ndarray, d2: np.ndarray,
+                     protocol: str, max_shift: int) -> tuple[int, int]:
+  """(agreeing, compared) pixels of two prediction maps ``(N, *spatial)`` in the image's frame."""
+  agree = compared = 0
+  axes = tuple(range(p1.ndim - 1))
+  for a, b, s1, s2 in zip(p1, p2, d1, d2):
+    if protocol == "circular":
+      # Undo each roll: pixel q of the image is at q + shift in its copy.
+      a = np.roll(a, tuple(-int(v) for v in s1), axis=axes)
+      b = np.roll(b, tuple(-int(v) for v in s2), axis=axes)
+      agree += int(np.sum(a == b))
+      compared += a.size
+      continue
+    # Crop at offset o of the padded image: output pixel i is image pixel i + o - max_shift.
+    index_a, index_b = [], []
+    for axis, n in enumerate(a.shape):
+      lo = max(0, int(s1[axis]) - max_shift, int(s2[axis]) - max_shift)
+      hi = min(n, n + int(s1[axis]) - max_shift, n + int(s2[axis]) - max_shift)
+      if hi <= lo:
+        break
+      index_a.append(slice(lo - int(s1[axis]) + max_shift, hi - int(s1[axis]) + max_shift))
+      index_b.append(slice(lo - int(s2[axis]) + max_shift, hi - int(s2[axis]) + max_shift))
+    else:
+      a, b = a[tuple(index_a)], b[tuple(index_b)]
+      agree += int(np.sum(a == b))
+      compared += a.size
+  return agree, compared
 
 
 def shift_consistency(
@@ -114,11 +164,14 @@ def shift_consistency(
 
   For each of ``num_pairs`` rounds, every image gets two random shifts under
   ``protocol`` (see the module docstring), both copies are classified by
-  ``argmax(apply_fn(x), axis=-1)``, and the agreements are counted.
+  ``argmax(apply_fn(x), axis=-1)``, and the agreements are counted. For
+  per-pixel logits the agreeing pixels are counted, in the image's frame (see
+  the module docstring).
 
   Args:
-    apply_fn: maps images ``(B, *spatial, C)`` to logits ``(B, num_classes)``,
-      e.g. ``lambda x: model.apply(variables, x, train=False)``.
+    apply_fn: maps images ``(B, *spatial, C)`` to logits ``(B, num_classes)``
+      or per-pixel logits ``(B, *spatial, num_classes)``, e.g.
+      ``lambda x: model.apply(variables, x, train=False)``.
     images: ``(N, *spatial, C)`` test images, floating.
     max_shift: the largest shift per axis, in pixels (>= 0; for
       ``'circular'`` at most ``n - 1``).
@@ -151,11 +204,18 @@ def shift_consistency(
     raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
   if isinstance(key, (int, np.integer)):
     key = jax.random.key(int(key))
-  agree = 0
+  agree = total = 0
+  dense = False
   for round_key in jax.random.split(key, num_pairs):
-    first, second = _shifted_pair(images, round_key, protocol, int(max_shift))
-    agree += int(np.sum(_predict(apply_fn, first, batch_size) == _predict(apply_fn, second, batch_size)))
-  total = num_pairs * images.shape[0]
+    first, second, d1, d2 = _shifted_pair_and_draws(images, round_key, protocol, int(max_shift))
+    p1, p2 = _predict(apply_fn, first, batch_size), _predict(apply_fn, second, batch_size)
+    dense = p1.ndim > 1
+    if dense:
+      a, c = _dense_agreement(p1, p2, np.asarray(d1), np.asarray(d2), protocol, int(max_shift))
+      agree, total = agree + a, total + c
+    else:
+      agree += int(np.sum(p1 == p2))
+      total += p1.shape[0]
   return ShiftConsistency(
-      value=agree / total, protocol=protocol, max_shift=int(max_shift),
-      num_pairs=int(num_pairs), num_images=int(images.shape[0]))
+      value=agree / max(total, 1), protocol=protocol, max_shift=int(max_shift),
+      num_pairs=int(num_pairs), num_images=int(images.shape[0]), dense=dense)

@@ -81,6 +81,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.worker_count = 0  # Grain worker processes (0: in-process).
   c.data.image_size = 0  # Resize images to this square size (0: as stored; required for variable-size sets like imagenet2012).
 
+  c.task = "classification"  # What is learnt: 'classification', 'regression' or 'segmentation' (cnnjax.train.tasks).
+  c.regression_loss = "mse"  # Regression loss: 'mse' or 'huber'.
+  c.huber_delta = 1.0  # Huber loss threshold, in standardised target units.
+  c.target_mean = 0.0  # Regression: targets are standardised as (y - target_mean) / target_std.
+  c.target_std = 1.0  # Regression: the standardisation's scale (> 0).
+  c.ignore_label = 255  # Segmentation: pixels with this label count in no loss or metric.
+
   c.augment = ""  # On-device augmentation spec for cnnjax.data.augment.build ('' for none).
   c.mixup_alpha = 0.0  # Mixup Beta parameter; 0 disables mixup.
   c.cutmix_alpha = 0.0  # CutMix Beta parameter; 0 disables CutMix.
@@ -286,6 +293,7 @@ def validate(config: Mapping[str, Any]) -> None:
     raise ValueError(f"config label_smoothing must be in [0, 1), got {config['label_smoothing']!r}")
   if config["mixup_alpha"] < 0 or config["cutmix_alpha"] < 0:
     raise ValueError("config mixup_alpha and cutmix_alpha must be >= 0")
+  _check_task(config)
   distributed = config.get("distributed") or {}
   for key in ("initialization_timeout_s", "heartbeat_timeout_s", "shutdown_timeout_s"):
     if key in distributed and distributed[key] <= 0:
@@ -295,6 +303,33 @@ def validate(config: Mapping[str, Any]) -> None:
   subset = config["data"]["train_subset"]
   if subset is not None and subset <= 0:
     raise ValueError(f"config data.train_subset must be a positive integer or None, got {subset!r}")
+
+
+TASKS = ("classification", "regression", "segmentation")
+
+
+def _check_task(config: Mapping[str, Any]) -> None:
+  """The task's name and the options that only make sense for some tasks."""
+  task = config.get("task", "classification")
+  _choice(config, "task", task, TASKS)
+  _choice(config, "regression_loss", config.get("regression_loss", "mse"), ("mse", "huber"))
+  if config.get("target_std", 1.0) <= 0 or config.get("huber_delta", 1.0) <= 0:
+    raise ValueError(
+        f"config target_std and huber_delta must be positive, got target_std="
+        f"{config.get('target_std')!r}, huber_delta={config.get('huber_delta')!r}")
+  if task == "segmentation" and config["mixup_alpha"] > 0:
+    raise ValueError(
+        f"config mixup_alpha={config['mixup_alpha']!r} with task='segmentation': mixup blends "
+        f"two images, so a pixel would have two classes; set mixup_alpha=0 (cutmix_alpha "
+        f"works: the pasted box carries its labels)")
+  if task == "regression" and (config["mixup_alpha"] > 0 or config["cutmix_alpha"] > 0):
+    raise ValueError(
+        f"config mixup_alpha={config['mixup_alpha']!r}, cutmix_alpha={config['cutmix_alpha']!r} "
+        f"with task='regression': mixed images have no single target; set both to 0")
+  if task != "classification" and config["label_smoothing"] > 0:
+    raise ValueError(
+        f"config label_smoothing={config['label_smoothing']!r} applies to classification only, "
+        f"got task={task!r}; set label_smoothing=0")
 
 
 def to_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def test_unprepared_tfds_names_the_command(tmp_path):
 
 
 def test_unknown_name_lists_known_names(tmp_path):
-  with pytest.raises(ValueError, match=r"unknown data set 'no_such_set'.*\['digits'\]"):
+  with pytest.raises(ValueError, match=r"unknown data set 'no_such_set'.*\[.*'digits'.*\]"):
     data.ensure_prepared("no_such_set", data_dir=str(tmp_path))
 
 

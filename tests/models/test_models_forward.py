@@ -52,11 +52,12 @@ def test_forward(name):
 
     logits_eval, logits_train, updates = _compiled(forward, variables, x)(variables, x)
     for logits in (logits_eval, logits_train):
-      assert logits.shape == (2, typed.num_classes)
+      # Classifiers give (N, K); dense models (unet) give (N, H, W, K).
+      assert logits.shape in ((2, typed.num_classes), (2, *x.shape[1:3], typed.num_classes))
       assert logits.dtype == jnp.float32
       assert np.isfinite(np.asarray(logits)).all(), (name, dtype)
     (feats,) = updates["intermediates"]["pre_logits"]
-    assert feats.shape[0] == 2 and feats.shape[-1] == variables["params"]["head"]["kernel"].shape[0]
+    assert feats.shape[0] == 2 and feats.shape[-1] == variables["params"]["head"]["kernel"].shape[-2]
     if "batch_stats" in variables:
       stats = jax.tree.leaves(updates["batch_stats"])
       assert all(s.dtype == jnp.float32 for s in stats)

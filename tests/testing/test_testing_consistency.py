@@ -76,7 +76,37 @@ def test_argument_errors():
     shift_consistency(_invariant, images, max_shift=-1)
   with pytest.raises(TypeError, match="must be floating"):
     shift_consistency(_invariant, images.astype(np.int32), max_shift=1)
-  with pytest.raises(ValueError, match=r"logits \(N, num_classes\)"):
-    shift_consistency(lambda x: x, images, max_shift=1)
+  with pytest.raises(ValueError, match=r"logits \(N, num_classes\) or per-pixel"):
+    shift_consistency(lambda x: x[..., 0], images, max_shift=1)  # (N, H, W): neither form
   with pytest.raises(ValueError, match="num_pairs must be a positive int"):
     shift_consistency(_invariant, images, max_shift=1, num_pairs=0)
+
+
+# --- dense predictions --------------------------------------------------------------
+
+_pointwise = jax.jit(lambda x: x)  # per-pixel "logits": the class of a pixel is its largest channel
+_ramp = jax.jit(lambda x: x + jnp.linspace(0.0, 3.0, x.shape[1])[None, :, None, None]
+                * jnp.array([1.0, 0.0, -1.0]))  # the class depends on the row: not equivariant
+
+
+@pytest.mark.parametrize("protocol", ["circular", "crop"])
+def test_a_pointwise_dense_predictor_scores_one_in_the_images_frame(protocol):
+  result = shift_consistency(_pointwise, _images(n=6), max_shift=3, protocol=protocol,
+                             num_pairs=3, key=2)
+  assert result.dense and result.value == 1.0
+
+
+def test_a_position_dependent_dense_predictor_scores_below_one():
+  for protocol in ("circular", "crop"):
+    result = shift_consistency(_ramp, _images(n=6), max_shift=3, protocol=protocol, num_pairs=3, key=2)
+    assert result.dense and 0.2 < result.value < 0.95, (protocol, result.value)
+
+
+def test_dense_agreement_counts_only_pixels_both_crops_hold():
+  from cnnjax.testing.consistency import _dense_agreement
+
+  # Offsets 0 and 2 with max_shift 1 on a 4-pixel row: image pixels 1..2 lie in both crops.
+  a = np.array([[[9, 0, 1, 9]]]).transpose(0, 2, 1)  # crop at 0: image pixel q at index q + 1
+  b = np.array([[[1, 5, 9, 9]]]).transpose(0, 2, 1)  # crop at 2: image pixel q at index q - 1
+  agree, compared = _dense_agreement(a, b, np.array([[0, 1]]), np.array([[2, 1]]), "crop", 1)
+  assert (agree, compared) == (1, 2)
