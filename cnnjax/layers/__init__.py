@@ -17,6 +17,7 @@ from cnnjax.layers.conv_transpose import (
 from cnnjax.layers.deformable import DeformableConv, DeformableConv2D, bilinear_sample
 from cnnjax.layers.normalization import BatchNorm
 from cnnjax.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
+from cnnjax.layers.regularization import DropPath, LayerScale, SqueezeExcite  # noqa: F401
 
 __all__ = [
     "BlurPool",
