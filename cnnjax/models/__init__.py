@@ -32,7 +32,7 @@ from cnnjax.models.textcnn import TextCNN
 from cnnjax.models.torch_import import load_torch_state_dict
 from cnnjax.models.vgg import VGG, VGG11, VGG11BN, VGG16, VGG16BN, VGG_CONFIGS
 from cnnjax.models.wide_resnet import WRN28_10, WideResNet
-from cnnjax.models.pretrained import pretrained
+from cnnjax.models.pretrained import pretrained, save_safetensors
 
 __all__ = [
     "EFFICIENTNET_B0_CONFIG",
@@ -75,5 +75,6 @@ __all__ = [
     "names",
     "pretrained",
     "register",
+    "save_safetensors",
     "spec",
 ]
