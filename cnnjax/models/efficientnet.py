@@ -34,14 +34,14 @@ from cnnjax.models.registry import register
 Array = jax.Array
 Dtype = Any
 
-#: Table 1 of the paper: (expand ratio, kernel, first stride, input channels, output channels, repeats).
+#: Table 1 of the paper: (expand ratio, kernel, first stride, channels in, channels out, repeats).
 EFFICIENTNET_B0_CONFIG = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),
                           (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4),
                           (6, 3, 1, 192, 320, 1))
 
 
 class EfficientNet(nn.Module):
-  """EfficientNet: stem, stages of ``MBConv``, 1x1 conv to ``4 x`` the last width, pool, dropout, head.
+  """EfficientNet: stem, ``MBConv`` stages, 1x1 conv to 4x the last width, pool, dropout, head.
 
   ``(N, H, W, C) -> (N, num_classes)``, total stride 32 for B0.
 

@@ -128,7 +128,7 @@ def _alexnet_name(path: Path) -> str | None:
 
 
 def _convnext_name(path: Path) -> str | None:
-  """ConvNeXt: ``features.{0, 2, 4, 6}`` stem and reductions, ``features.{1, 3, 5, 7}.{j}`` blocks."""
+  """ConvNeXt: ``features.{0, 2, 4, 6}`` stem and reductions, ``features.{1, 3, 5, 7}.{j}``."""
   if path in (("stem", "conv"), ("stem", "norm")):
     return f"features.0.{0 if path[1] == 'conv' else 1}"
   if path == ("head_norm",):
@@ -171,7 +171,7 @@ def _efficientnet_names(paths: list[Path]) -> dict[Path, str]:
 
 
 def _densenet_name(path: Path) -> str | None:
-  """DenseNet: ``features.conv0``, ``features.denseblock{i}.denselayer{j}.*``, ``features.transition{i}.*``."""
+  """DenseNet: ``features.conv0``, ``features.denseblock{i}.denselayer{j}.*``, transitions."""
   simple = {("stem", "conv"): "features.conv0", ("stem", "norm"): "features.norm0",
             ("final_norm",): "features.norm5", ("head",): "classifier"}
   if path in simple:
@@ -379,7 +379,7 @@ def _same(x: np.ndarray) -> np.ndarray:
 
 
 def _conv_kernel(w: np.ndarray) -> np.ndarray | None:
-  """OIHW -> HWIO; an ``nn.Linear`` ``(out, in)`` acting on channels -> a 1x1 ``(1, 1, in, out)``."""
+  """OIHW -> HWIO; an ``nn.Linear`` ``(out, in)`` on channels -> a 1x1 ``(1, 1, in, out)``."""
   if w.ndim == 2:
     return w.T[None, None]
   return np.transpose(w, (2, 3, 1, 0)) if w.ndim == 4 else None

@@ -61,7 +61,8 @@ def test_layer_scale_and_squeeze_excite():
   hidden = hidden / (1 + np.exp(-hidden))  # SiLU
   gate = 1 / (1 + np.exp(-(hidden @ p["fc2"]["kernel"][0, 0] + p["fc2"]["bias"])))
   # A handful of float32 products of O(1) values: 1e-5 relative.
-  np.testing.assert_allclose(_jit(se.apply, v, x), np.asarray(x) * gate[:, None, None, :], rtol=1e-5,
+  np.testing.assert_allclose(_jit(se.apply, v, x), np.asarray(x) * gate[:, None, None, :],
+                             rtol=1e-5,
                              atol=1e-5 * float(np.abs(x).max()))
 
 

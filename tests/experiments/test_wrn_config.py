@@ -3,6 +3,7 @@
 import os
 
 import jax
+import pytest
 import tensorflow_datasets as tfds
 from test_train_script import N_MOCK, ROOT, _load, _mock_metadata, _MockSource
 
@@ -16,6 +17,7 @@ def test_wrn_config_recipe():
   assert tuple(config.schedule.boundaries_epochs) == (60.0, 120.0, 160.0)
 
 
+@pytest.mark.slow
 def test_wrn_smoke_one_epoch_under_mock_data(tmp_path):
   data_dir = str(tmp_path / "tfds")
   _mock_metadata(data_dir, "cifar10")

@@ -149,3 +149,20 @@ def test_stochastic_depth_rates_rise_linearly():
   with nn.intercept_methods(record):
     jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.3, 0.4], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_channels_first_input_is_rejected_with_a_hint(name):
+  model = models.create(name, **SMALL[name])
+  with pytest.raises(ValueError, match="NCHW"):
+    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.ones((2, 3, 32, 32)), train=False))
+
+
+def test_bad_fields_are_value_errors():
+  x = jnp.ones((1, 32, 32, 3))
+  with pytest.raises(ValueError, match=r"depths and dims must have the same length"):
+    jax.eval_shape(lambda: models.create("convnext_tiny", depths=(1, 1)).init(
+        jax.random.key(0), x, train=False))
+  with pytest.raises(ValueError, match="width_multiplier and depth_multiplier must be positive"):
+    jax.eval_shape(lambda: models.create("efficientnet_b0", depth_multiplier=0).init(
+        jax.random.key(0), x, train=False))
