@@ -24,11 +24,10 @@ _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensiv
 
 #: Each family at reduced size: (registered name, fields).
 SMALL = {
-    "convnext_tiny": {"depths": (1, 1, 1, 1), "dims": (8, 16, 24, 32)},
-    "resnext50_32x4d": {"stage_sizes": (1, 1, 1, 1), "num_filters": 16},
-    "wide_resnet50_2": {"stage_sizes": (1, 1, 1, 1), "num_filters": 4},
-    "efficientnet_b0": {"stages": ((1, 3, 1, 16, 8, 1), (6, 5, 2, 8, 16, 2),
-                                   (6, 3, 2, 16, 24, 1))},
+    "convnext_tiny": {"depths": (1, 1), "dims": (8, 16)},
+    "resnext50_32x4d": {"stage_sizes": (1, 1), "num_filters": 16},
+    "wide_resnet50_2": {"stage_sizes": (1, 1), "num_filters": 4},
+    "efficientnet_b0": {"stages": ((1, 3, 1, 16, 8, 1), (6, 5, 2, 8, 16, 2))},
     "densenet121": {"block_config": (2, 2), "growth_rate": 8, "num_init_features": 16,
                     "bn_size": 2},
     "wrn28_10": {"depth": 10, "widen_factor": 1, "dropout_rate": 0.3},
@@ -161,7 +160,7 @@ def test_channels_first_input_is_rejected_with_a_hint(name):
 def test_bad_fields_are_value_errors():
   x = jnp.ones((1, 32, 32, 3))
   with pytest.raises(ValueError, match=r"depths and dims must have the same length"):
-    jax.eval_shape(lambda: models.create("convnext_tiny", depths=(1, 1)).init(
+    jax.eval_shape(lambda: models.create("convnext_tiny", depths=(1, 1, 1)).init(
         jax.random.key(0), x, train=False))
   with pytest.raises(ValueError, match="width_multiplier and depth_multiplier must be positive"):
     jax.eval_shape(lambda: models.create("efficientnet_b0", depth_multiplier=0).init(
