@@ -69,8 +69,14 @@ def init(model, seed: int, example):
 
 def run(workdir: str, *, quick: bool = False, steps: int | None = None, per_class: int = 10,
         seeds: int | None = None, pretrain_steps: int | None = None, lr: float = 0.05,
-        backbone_lr_factor: float = 0.1, width: int | None = None) -> dict:
-  """Runs the experiment; returns the results written to ``results.json``."""
+        backbone_lr_factor: float = 0.1, width: int | None = None,
+        pretrained_path: str | None = None) -> dict:
+  """Runs the experiment; returns the results written to ``results.json``.
+
+  ``pretrained_path`` (a ``digits_cnn`` run directory, checkpoint,
+  ``.safetensors`` or ``.pth`` of the same ``width``, read by
+  ``models.pretrained``) replaces step 1.
+  """
   start = time.time()
   steps = steps or (40 if quick else 200)
   seeds = seeds or (1 if quick else 3)
@@ -84,8 +90,13 @@ def run(workdir: str, *, quick: bool = False, steps: int | None = None, per_clas
   model = models.create("digits_cnn", num_classes=len(TARGET), width=width)
   batch = min(32, per_class * len(TARGET))
 
-  pretrained, _ = ci.fit(model, init(model, 0, src_x), sgd(0.1, pretrain_steps), src_x, src_y,
-                         steps=pretrain_steps, batch_size=64, seed=0)
+  if pretrained_path:
+    _, pretrained = models.pretrained("digits_cnn", pretrained_path, num_classes=len(SOURCE),
+                                      width=width)
+    pretrain_steps = 0
+  else:
+    pretrained, _ = ci.fit(model, init(model, 0, src_x), sgd(0.1, pretrain_steps), src_x, src_y,
+                           steps=pretrain_steps, batch_size=64, seed=0)
   source_accuracy = ci.accuracy(model, pretrained, src_test_x, src_test_y)
   print(f"pretrained on digits 0-4: test accuracy {source_accuracy:.4f} "
         f"({pretrain_steps} steps, {time.time() - start:.0f} s)")
@@ -170,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--lr", type=float, default=0.05, help="head learning rate")
   parser.add_argument("--backbone_lr_factor", type=float, default=0.1,
                       help="backbone learning rate / head learning rate when fine-tuning")
+  parser.add_argument("--pretrained", default=None, metavar="PATH",
+                      help="start from these digits_cnn weights (run directory, checkpoint, "
+                           ".safetensors or .pth) instead of pretraining on 0-4")
   args = parser.parse_args(argv)
   summary = run(args.workdir, quick=args.quick, steps=args.steps, per_class=args.per_class,
                 seeds=args.seeds, pretrain_steps=args.pretrain_steps, lr=args.lr,
-                backbone_lr_factor=args.backbone_lr_factor)
+                backbone_lr_factor=args.backbone_lr_factor, pretrained_path=args.pretrained)
   print(markdown(summary))
   return 0
 

@@ -18,6 +18,7 @@ from cnnjax.layers.deformable import DeformableConv, DeformableConv2D, bilinear_
 from cnnjax.layers.normalization import BatchNorm
 from cnnjax.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from cnnjax.layers.upsample import PolyphaseUpsample
+from cnnjax.layers.regularization import DropPath, LayerScale, SqueezeExcite  # noqa: F401
 
 __all__ = [
     "BlurPool",

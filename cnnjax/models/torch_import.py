@@ -25,7 +25,22 @@ as well. Module names (torchvision -> cnnjax): ResNet ``conv1``/``bn1`` ->
 ``stage{i}_block{j}/conv{k}``/``norm{k}``, ``downsample.0``/``.1`` ->
 ``shortcut_conv``/``shortcut_norm``, ``fc`` -> ``head``; AlexNet and VGG
 ``features.{n}`` -> ``conv{i}/conv`` or ``stage{i}_conv{j}/conv|norm``,
-``classifier.{n}`` -> ``fc6``, ``fc7``, ``head``.
+``classifier.{n}`` -> ``fc6``, ``fc7``, ``head``. ResNeXt and Wide
+ResNet-50 use ResNet's names. ConvNeXt ``features.0.{0,1}`` -> ``stem``,
+``features.{2i-2}.{0,1}`` -> ``stage{i}_reduce_norm``/``_conv``,
+``features.{2i-1}.{j}.block.{0,2,3,5}`` -> ``stage{i}_block{j}/depthwise``,
+``norm``, ``pwconv1``, ``pwconv2`` (its ``nn.Linear`` ``(out, in)`` become
+1x1 kernels ``(1, 1, in, out)``), ``...layer_scale`` ``(C, 1, 1)`` ->
+``layer_scale/gamma`` ``(C,)``, ``classifier.{0,2}`` -> ``head_norm``,
+``head``; LayerNorm ``weight``/``bias`` -> ``scale``/``bias``.
+EfficientNet ``features.{i}.{j}.block.{k}`` -> ``stage{i}_block{j}/expand``,
+``depthwise``, ``se`` (``fc1``, ``fc2``), ``project`` (``k`` counts from the
+depthwise when there is no expansion), ``features.{last}`` ->
+``last_conv``, ``classifier.1`` -> ``head``. DenseNet ``features.conv0``/
+``norm0`` -> ``stem``, ``features.denseblock{i}.denselayer{j}.*`` ->
+``block{i}/layer{j}/*``, ``features.transition{i}.*`` ->
+``transition{i}/*``, ``features.norm5`` -> ``final_norm``, ``classifier``
+-> ``head``.
 
 PyTorch is not needed: a state dict of numpy arrays loads as well (torch
 tensors are converted with ``.detach().cpu().float().numpy()``). To read a
@@ -61,14 +76,21 @@ _VGG_CLASSIFIER = {"fc6": 0, "fc7": 3, "head": 6}
 _FLATTENED = {"alexnet": (256, 6, 6), "vgg": (512, 7, 7)}
 
 SUPPORTED = ("resnet18", "resnet34", "resnet50", "resnet18_cifar", "resnet34_cifar",
-             "resnet50_cifar", "alexnet", "vgg11", "vgg16", "vgg11_bn", "vgg16_bn")
+             "resnet50_cifar", "resnext50_32x4d", "wide_resnet50_2", "alexnet", "vgg11", "vgg16",
+             "vgg11_bn", "vgg16_bn", "convnext_tiny", "efficientnet_b0", "densenet121")
+
+#: The torchvision key of the classifier's weight, per family (its rows are the classes).
+_CLASSIFIER = {"resnet": "fc.weight", "alexnet": "classifier.6.weight",
+               "vgg": "classifier.6.weight", "convnext": "classifier.2.weight",
+               "efficientnet": "classifier.1.weight", "densenet": "classifier.weight"}
 
 
 def _family(model_name: str) -> str:
-  if model_name.startswith("resnet"):
+  if model_name.startswith(("resnet", "resnext", "wide_resnet")):
     return "resnet"
-  if model_name.startswith("vgg"):
-    return "vgg"
+  for family in ("vgg", "convnext", "efficientnet", "densenet"):
+    if model_name.startswith(family):
+      return family
   return model_name
 
 
@@ -102,6 +124,64 @@ def _alexnet_name(path: Path) -> str | None:
   match = re.fullmatch(r"conv(\d)", path[0])
   if match and path[1:] == ("conv",) and 1 <= int(match[1]) <= 5:
     return f"features.{_ALEXNET_FEATURES[int(match[1]) - 1]}"
+  return None
+
+
+def _convnext_name(path: Path) -> str | None:
+  """ConvNeXt: ``features.{0, 2, 4, 6}`` stem and reductions, ``features.{1, 3, 5, 7}.{j}``."""
+  if path in (("stem", "conv"), ("stem", "norm")):
+    return f"features.0.{0 if path[1] == 'conv' else 1}"
+  if path == ("head_norm",):
+    return "classifier.0"
+  if path == ("head",):
+    return "classifier.2"
+  match = re.fullmatch(r"stage(\d+)_reduce_(norm|conv)", path[0])
+  if match and len(path) == 1:
+    return f"features.{2 * (int(match[1]) - 1)}.{0 if match[2] == 'norm' else 1}"
+  match = re.fullmatch(r"stage(\d+)_block(\d+)", path[0])
+  parts = {"depthwise": "block.0", "norm": "block.2", "pwconv1": "block.3", "pwconv2": "block.5",
+           "layer_scale": "layer_scale"}
+  if match and len(path) == 2 and path[1] in parts:
+    return f"features.{2 * int(match[1]) - 1}.{match[2]}.{parts[path[1]]}"
+  return None
+
+
+def _efficientnet_names(paths: list[Path]) -> dict[Path, str]:
+  """EfficientNet: ``features.{i}.{j}.block.{k}``, where ``k`` counts the block's layers.
+
+  A block without expansion (ratio 1) starts at its depthwise convolution,
+  so the positions of the later layers depend on the block.
+  """
+  stages = {int(m[1]) for p in paths if (m := re.fullmatch(r"stage(\d+)_block\d+", p[0]))}
+  names: dict[Path, str] = {("stem", "conv"): "features.0.0", ("stem", "norm"): "features.0.1",
+                            ("last_conv", "conv"): f"features.{len(stages) + 1}.0",
+                            ("last_conv", "norm"): f"features.{len(stages) + 1}.1",
+                            ("head",): "classifier.1"}
+  blocks = {p[0] for p in paths if re.fullmatch(r"stage\d+_block\d+", p[0])}
+  for block in blocks:
+    i, j = re.fullmatch(r"stage(\d+)_block(\d+)", block).groups()
+    first = 1 if (block, "expand", "conv") in paths else 0
+    base = f"features.{i}.{j}.block"
+    for part, index in (("expand", 0), ("depthwise", first), ("project", first + 2)):
+      names[(block, part, "conv")] = f"{base}.{index}.0"
+      names[(block, part, "norm")] = f"{base}.{index}.1"
+    names[(block, "se", "fc1")] = f"{base}.{first + 1}.fc1"
+    names[(block, "se", "fc2")] = f"{base}.{first + 1}.fc2"
+  return names
+
+
+def _densenet_name(path: Path) -> str | None:
+  """DenseNet: ``features.conv0``, ``features.denseblock{i}.denselayer{j}.*``, transitions."""
+  simple = {("stem", "conv"): "features.conv0", ("stem", "norm"): "features.norm0",
+            ("final_norm",): "features.norm5", ("head",): "classifier"}
+  if path in simple:
+    return simple[path]
+  match = re.fullmatch(r"block(\d+)", path[0])
+  if match and len(path) == 3 and re.fullmatch(r"layer\d+", path[1]):
+    return f"features.denseblock{match[1]}.dense{path[1]}.{path[2]}"
+  match = re.fullmatch(r"transition(\d+)", path[0])
+  if match and len(path) == 2:
+    return f"features.transition{match[1]}.{path[1]}"
   return None
 
 
@@ -152,7 +232,7 @@ def _modules(abstract: PyTree) -> dict[Path, dict[str, dict[str, Any]]]:
 
 
 def _classifier_key(model_name: str) -> str:
-  return "fc.weight" if _family(model_name) == "resnet" else "classifier.6.weight"
+  return _CLASSIFIER[_family(model_name)]
 
 
 def load_torch_state_dict(model_name: str, state_dict: Mapping[str, Any], *,
@@ -169,13 +249,17 @@ def load_torch_state_dict(model_name: str, state_dict: Mapping[str, Any], *,
 
   Args:
     model_name: one of ``SUPPORTED`` (ResNet-18/34/50, their CIFAR-stem
-      variants, AlexNet, VGG-11/16 with or without batch norm).
+      variants, ResNeXt-50 32x4d, Wide ResNet-50-2, AlexNet, VGG-11/16 with
+      or without batch norm, ConvNeXt-T, EfficientNet-B0, DenseNet-121).
     state_dict: torchvision key -> torch tensor or numpy array (a
       ``'module.'`` prefix, as ``nn.DataParallel`` saves, is removed).
     num_classes: classes of the head; default: read from the classifier's
-      weight (``fc.weight`` or ``classifier.6.weight``).
+      weight (``fc.weight``, ``classifier.6.weight``, ``classifier.2.weight``,
+      ... as the family names it).
     **fields: other model fields for ``models.create`` (e.g.
-      ``downsample='blur'``, which adds no parameters).
+      ``downsample='blur'``, which adds no parameters; or smaller
+      ``depths``/``dims``, ``stages``, ``block_config`` matching a smaller
+      PyTorch network built the same way).
 
   Returns:
     ``{'params': ..., 'batch_stats': ...}`` (``batch_stats`` for models with
@@ -208,17 +292,22 @@ def load_torch_state_dict(model_name: str, state_dict: Mapping[str, Any], *,
   abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), example, train=False))
   modules = _modules(abstract)
   if family == "vgg":
-    vgg = _vgg_names(list(modules))
-    torch_name = vgg.get
+    torch_name = _vgg_names(list(modules)).get
+  elif family == "efficientnet":
+    torch_name = _efficientnet_names(list(modules)).get
   else:
-    torch_name = _resnet_name if family == "resnet" else _alexnet_name
+    torch_name = {"resnet": _resnet_name, "alexnet": _alexnet_name, "convnext": _convnext_name,
+                  "densenet": _densenet_name}[family]
 
   flat: dict[tuple[str, ...], jax.Array] = {}
   expected: set[str] = set()
   problems: list[str] = []
 
+  expected_shapes: dict[str, tuple[int, ...]] = {}
+
   def take(key: str, target: Path, leaf: Any, convert) -> None:
     expected.add(key)
+    expected_shapes[key] = _torch_shape(leaf.shape, convert)
     if key not in state:
       return
     value = _to_numpy(state[key], key)
@@ -240,11 +329,15 @@ def load_torch_state_dict(model_name: str, state_dict: Mapping[str, Any], *,
                        f"fields {fields} change the architecture away from torchvision's")
     params = collections.get("params", {})
     stats = collections.get("batch_stats", {})
-    if "scale" in params:  # BatchNorm.
+    if "scale" in params:  # BatchNorm (with statistics) or LayerNorm.
       take(f"{prefix}.weight", ("params", *path, "scale"), params["scale"], _same)
       take(f"{prefix}.bias", ("params", *path, "bias"), params["bias"], _same)
-      take(f"{prefix}.running_mean", ("batch_stats", *path, "mean"), stats["mean"], _same)
-      take(f"{prefix}.running_var", ("batch_stats", *path, "var"), stats["var"], _same)
+      if "mean" in stats:
+        take(f"{prefix}.running_mean", ("batch_stats", *path, "mean"), stats["mean"], _same)
+        take(f"{prefix}.running_var", ("batch_stats", *path, "var"), stats["var"], _same)
+      continue
+    if set(params) == {"gamma"}:  # LayerScale: a bare nn.Parameter named by the prefix.
+      take(prefix, ("params", *path, "gamma"), params["gamma"], _layer_scale)
       continue
     kernel = params["kernel"]
     if kernel.ndim == 4:
@@ -261,10 +354,16 @@ def load_torch_state_dict(model_name: str, state_dict: Mapping[str, Any], *,
   missing = sorted(expected - set(state))
   unexpected = sorted(set(state) - expected - ignored)
   if missing or unexpected:
+    first = []
+    if missing:
+      first.append(f"expected {missing[0]!r} of shape {expected_shapes[missing[0]]}")
+    if unexpected:
+      first.append(f"the file has {unexpected[0]!r} of shape "
+                   f"{tuple(_to_numpy(state[unexpected[0]], unexpected[0]).shape)}")
     raise ValueError(
         f"state dict does not match {model_name} (torchvision layout): "
         f"{len(missing)} missing key(s) {_head_list(missing)}; {len(unexpected)} unexpected "
-        f"key(s) {_head_list(unexpected)}")
+        f"key(s) {_head_list(unexpected)}; first differing arrays: {', '.join(first)}")
   if problems:
     raise ValueError(f"state dict does not match {model_name}: " + "; ".join(problems[:8])
                      + (f"; and {len(problems) - 8} more" if len(problems) > 8 else ""))
@@ -280,8 +379,15 @@ def _same(x: np.ndarray) -> np.ndarray:
 
 
 def _conv_kernel(w: np.ndarray) -> np.ndarray | None:
-  """OIHW -> HWIO."""
+  """OIHW -> HWIO; an ``nn.Linear`` ``(out, in)`` on channels -> a 1x1 ``(1, 1, in, out)``."""
+  if w.ndim == 2:
+    return w.T[None, None]
   return np.transpose(w, (2, 3, 1, 0)) if w.ndim == 4 else None
+
+
+def _layer_scale(w: np.ndarray) -> np.ndarray | None:
+  """ConvNeXt's ``(C, 1, 1)`` layer scale -> ``(C,)``."""
+  return w.reshape(w.shape[0]) if w.ndim >= 1 and w.size == w.shape[0] else None
 
 
 def _dense_kernel(w: np.ndarray) -> np.ndarray | None:
@@ -307,6 +413,8 @@ def _torch_shape(shape: tuple[int, ...], convert) -> tuple[int, ...]:
   if convert is _conv_kernel:
     kh, kw, i, o = shape
     return (o, i, kh, kw)
+  if convert is _layer_scale:
+    return (shape[0], 1, 1)
   if len(shape) == 2:
     return (shape[1], shape[0])
   return tuple(shape)
