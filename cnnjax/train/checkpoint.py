@@ -123,6 +123,20 @@ def _describe_os_error(error: BaseException, directory: str, step: int, earlier:
           f"Free space or fix permissions and rerun the same command to resume.")
 
 
+def readable(directory: str | os.PathLike, step: int) -> bool:
+  """Whether checkpoint ``step`` in ``directory`` has readable state metadata (arrays not read).
+
+  Opens nothing for writing, so it serves to decide that a run is finished
+  without touching it; a damaged checkpoint is left to ``Checkpointer.restore``.
+  """
+  try:
+    from etils import epath  # noqa: PLC0415
+    ocp.StandardCheckpointHandler().metadata(epath.Path(os.fspath(directory)) / str(step) / "state")
+  except Exception:  # Any failure to read: not usable as the run's last state.
+    return False
+  return True
+
+
 class Checkpointer:
   """Periodic checkpoints of a run: save, wait, restore with fallback.
 

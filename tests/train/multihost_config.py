@@ -3,8 +3,9 @@
 from cnnjax.train import config as config_lib
 
 
-def config():
+def config(strategy="pmap"):
   c = config_lib.base_config()
+  c.strategy = strategy
   c.model.name = "digits_cnn"
   c.model.kwargs = {"width": 4}
   c.data.name = "digits"

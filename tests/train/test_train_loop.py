@@ -98,6 +98,31 @@ def test_checkpoint_from_four_devices_restores_on_one_and_resumes_on_two(run_on_
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["jit", "shard_map"])
+def test_pmap_checkpoint_resumes_under_another_strategy_and_device_count(run_on_four, tmp_path,
+                                                                         strategy):
+  """Step 4 of the four-device pmap run, resumed on two devices, ends where pmap ended."""
+  workdir, _ = run_on_four
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy)
+  for step in ("8", "10"):
+    shutil.rmtree(os.path.join(copy, "checkpoints", step))
+  os.remove(os.path.join(copy, "summary.json"))
+  summary = train_and_evaluate(_config(strategy=strategy), copy, devices=jax.local_devices()[:2])
+  assert summary["resumed_from_step"] == 4 and summary["strategy"] == strategy
+  got = restore_checkpoint(_config(), copy)[1]
+  want = restore_checkpoint(_config(), workdir)[1]
+  # Same batches, same updates; the BatchNorm moments and gradients are summed
+  # over 2 devices instead of 4 (float32 reordering, ~1e-7 relative per
+  # reduction), compounded over six SGD steps with momentum: 1e-5 relative.
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path((got.params, got.batch_stats)),
+                          jax.tree_util.tree_leaves((want.params, want.batch_stats)), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6,
+                               err_msg=jax.tree_util.keystr(path))
+  assert int(got.step) == 10
+
+
+@pytest.mark.slow
 def test_corrupted_latest_checkpoint_falls_back_to_an_older_one(run_on_four, tmp_path, caplog):
   workdir, _ = run_on_four
   copy = str(tmp_path / "copy")
