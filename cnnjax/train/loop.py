@@ -246,7 +246,8 @@ def _run_training(exp: setup.Experiment, workdir: str, checkpointer: Checkpointe
   if start_step:
     console.say(f"resumed from checkpoint step {start_step} in {checkpointer.directory}")
   save = None
-  host = periodic.HostMetrics(exp.parallel.host_metrics, lambda: save.where())
+  host = periodic.HostMetrics(exp.parallel.host_metrics, lambda: save.where(),
+                              exp.parallel.max_in_flight)
   save = periodic.SaveCheckpoint(exp, checkpointer, host)
   log_train = periodic.LogTrain(config.log_every_steps, exp, start_step, host, writer, console)
   epoch_end = periodic.EndOfEpoch(exp, host, writer, console)

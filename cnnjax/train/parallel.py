@@ -70,6 +70,10 @@ class Parallel:
 
   Attributes:
     strategy: ``'pmap'``, ``'shard_map'`` or ``'jit'``.
+    max_in_flight: how many dispatched steps a caller should let run ahead
+      before waiting for the oldest (``None``: no limit): 2 on a CPU platform
+      with several devices, whose collectives can deadlock under a deep
+      asynchronous queue.
     axis_name: what the step and the model's BatchNorm reduce over: ``AXIS``,
       or ``None`` under ``'jit'`` (global arrays).
     local_device_count: devices of this process.
@@ -103,6 +107,14 @@ class Parallel:
     self.local_device_count = len(self.local_devices)
     self.mesh = _mesh(self.devices)
     self._local_mesh = _mesh(self.local_devices)
+    # XLA:CPU runs the devices of a multi-device (fake or not) CPU platform on
+    # one thread pool; with tens of steps queued by asynchronous dispatch, the
+    # participants of one all-reduce can wait behind each other's queued
+    # steps until XLA aborts the process ("Termination timeout for all
+    # reduce"). Two steps in flight keep the host ahead of the devices and
+    # never deadlock (measured with 2, 4 and 8 devices, all three strategies).
+    cpu = self.devices[0].platform == "cpu"
+    self.max_in_flight: int | None = 2 if cpu and self.device_count > 1 else None
     self._replicated = NamedSharding(self.mesh, P())
     self._split = NamedSharding(self.mesh, P(AXIS))
     self._local_split = NamedSharding(self._local_mesh, P(AXIS))

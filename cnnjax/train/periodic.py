@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import numpy as np
 
 from cnnjax.train import metrics as metrics_lib
@@ -37,15 +38,20 @@ class NonFiniteLossError(FloatingPointError):
 class HostMetrics:
   """Step metrics on their way to the host: pending (device), window (since the last log), epoch."""
 
-  def __init__(self, host_metrics: Callable[[Any], dict], last_checkpoint: Callable[[], str]):
+  def __init__(self, host_metrics: Callable[[Any], dict], last_checkpoint: Callable[[], str],
+               max_in_flight: int | None = None):
     self._host = host_metrics
     self._where = last_checkpoint
+    self._max_in_flight = max_in_flight
     self.pending: list[Any] = []
     self.window: list[dict] = []
     self.epoch: list[dict] = []
 
   def add(self, device_metrics: Any) -> None:
+    """Queues a step's metrics; waits for an older step if ``max_in_flight`` are running."""
     self.pending.append(device_metrics)
+    if self._max_in_flight and len(self.pending) > self._max_in_flight:
+      jax.block_until_ready(self.pending[-self._max_in_flight - 1])
 
   def fetch(self, step: int) -> None:
     """Moves pending metrics to the host; a ``NonFiniteLossError`` for a NaN/Inf loss or gradient."""

@@ -161,29 +161,31 @@ def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def _model_and_shape(config, model: nn.Module | None, axis_name: str | None):
+def _model_and_shape(config, model: nn.Module | None, data: Any, axis_name: str | None):
   from cnnjax.train import setup  # noqa: PLC0415
-  data = setup.NamedData(config)
+  if data is None:
+    data = setup.NamedData(config)
   if model is None:
     model = setup.model_from_config(config, data.num_classes, axis_name)
   return model, data.image_shape
 
 
 def abstract_train_state(
-    config: ml_collections.ConfigDict, *, model: nn.Module | None = None,
+    config: ml_collections.ConfigDict, *, model: nn.Module | None = None, data: Any = None,
     steps_per_epoch: int = 1, num_epochs: float = 1.0
 ) -> TrainState:
   """The ``TrainState`` a config trains, as ``jax.ShapeDtypeStruct``s (``jax.eval_shape``).
 
   Nothing is allocated or compiled; the optimizer's schedule does not change
   the state's structure, so the defaults of ``steps_per_epoch`` and
-  ``num_epochs`` serve for restoring. ``model`` overrides ``config.model``
-  (for a run trained with a module passed as an object).
+  ``num_epochs`` serve for restoring. ``model`` and ``data`` override
+  ``config.model`` and ``config.data`` (for a run trained with objects; see
+  ``cnnjax.train.setup``).
   """
   from cnnjax.train import optim  # noqa: PLC0415
   from cnnjax.train.state import create_train_state  # noqa: PLC0415
 
-  model, image_shape = _model_and_shape(config, model, None)
+  model, image_shape = _model_and_shape(config, model, data, None)
   tx = optim.create_optimizer(config.optimizer, config.schedule, steps_per_epoch, num_epochs)
   return jax.eval_shape(lambda: create_train_state(
       model, tx, seed=config.seed, input_shape=(1, *image_shape)))
@@ -195,6 +197,7 @@ def restore_checkpoint(
     sharding: jax.sharding.Sharding | None = None,
     *,
     model: nn.Module | None = None,
+    data: Any = None,
 ) -> tuple[int, TrainState, dict[str, Any]]:
   """Reads the newest readable checkpoint of a run, on any devices and under any strategy.
 
@@ -203,13 +206,14 @@ def restore_checkpoint(
     workdir: the run directory.
     sharding: where the arrays go; default the first local device, so a
       checkpoint written on N devices loads on one CPU.
-    model: the module the run trained, if it was passed as an object.
+    model, data: the module and data set the run trained on, if they were
+      passed as objects.
 
   Returns:
     ``(step, state, data_state)``: a ``TrainState`` with ``apply_fn`` and
     ``tx`` set, and the training loader's position.
   """
-  abstract = abstract_train_state(config, model=model)
+  abstract = abstract_train_state(config, model=model, data=data)
   checkpointer = Checkpointer(os.path.join(os.path.abspath(workdir), "checkpoints"),
                               async_save=False)
   try:
@@ -242,7 +246,8 @@ class Run:
   workdir: str
 
 
-def load_run(workdir: str | os.PathLike, *, model: nn.Module | None = None) -> Run:
+def load_run(workdir: str | os.PathLike, *, model: nn.Module | None = None,
+             data: Any = None) -> Run:
   """Restores the newest checkpoint of a run made by ``experiments/train.py``.
 
   Example::
@@ -250,13 +255,16 @@ def load_run(workdir: str | os.PathLike, *, model: nn.Module | None = None) -> R
     >>> run = load_run('runs/digits')
     >>> logits = run.model.apply(run.variables, images, train=False)
 
+  ``model`` and ``data``: the objects the run was trained with, if it was
+  not trained from names (``train_and_evaluate(..., model=, data=)``).
+
   Raises:
     ValueError: no ``config.json`` or no checkpoint in ``workdir``.
   """
   workdir = os.path.abspath(os.fspath(workdir))
   config = read_config(workdir)
-  model, _ = _model_and_shape(config, model, None)
-  step, state, _ = restore_checkpoint(config, workdir, model=model)
+  model, _ = _model_and_shape(config, model, data, None)
+  step, state, _ = restore_checkpoint(config, workdir, model=model, data=data)
   variables = {"params": state.params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats

@@ -106,6 +106,32 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _inputs(images, labels, key, device, axis_name, *, num_classes, label_smoothing, augment,
+            mixup, mixup_alpha, cutmix, cutmix_alpha):
+  """Augmented images and (smoothed, mixed) soft targets of one step (see ``train_step``)."""
+  if augment is not None:
+    keys = _per_example_keys(jax.random.fold_in(key, _AUGMENT), images.shape[0], axis_name)
+    images = jax.vmap(augment)(keys, images)
+  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  if label_smoothing > 0:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  mix_key = jax.random.fold_in(jax.random.fold_in(key, _MIX), device)
+  if mixup is not None and mixup_alpha > 0:
+    images, targets = mixup(jax.random.fold_in(mix_key, 0), images, targets, mixup_alpha)
+  if cutmix is not None and cutmix_alpha > 0:
+    images, targets = cutmix(jax.random.fold_in(mix_key, 1), images, targets, cutmix_alpha)
+  return images, targets
+
+
+def _keep_if(finite: jax.Array, new: TrainState, old: TrainState) -> TrainState:
+  """``new`` where ``finite``, else ``old``'s parameters, optimizer state and statistics."""
+  keep = lambda a, b: jnp.where(finite, a, b)  # noqa: E731
+  return new.replace(
+      params=jax.tree_util.tree_map(keep, new.params, old.params),
+      opt_state=jax.tree_util.tree_map(keep, new.opt_state, old.opt_state),
+      batch_stats=jax.tree_util.tree_map(keep, new.batch_stats, old.batch_stats))
+
+
 def train_step(
     state: TrainState,
     batch: Batch,
@@ -157,22 +183,12 @@ def train_step(
   """
   key = jax.random.fold_in(state.key(), state.step)
   device = _device_index(axis_name)
-  images = batch["image"]
   labels = batch["label"]
   mask = batch["mask"].astype(jnp.float32)
-  per_device = images.shape[0]
-
-  if augment is not None:
-    keys = _per_example_keys(jax.random.fold_in(key, _AUGMENT), per_device, axis_name)
-    images = jax.vmap(augment)(keys, images)
-  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-  if label_smoothing > 0:
-    targets = optax.smooth_labels(targets, label_smoothing)
-  mix_key = jax.random.fold_in(jax.random.fold_in(key, _MIX), device)
-  if mixup is not None and mixup_alpha > 0:
-    images, targets = mixup(jax.random.fold_in(mix_key, 0), images, targets, mixup_alpha)
-  if cutmix is not None and cutmix_alpha > 0:
-    images, targets = cutmix(jax.random.fold_in(mix_key, 1), images, targets, cutmix_alpha)
+  images, targets = _inputs(
+      batch["image"], labels, key, device, axis_name, num_classes=num_classes,
+      label_smoothing=label_smoothing, augment=augment, mixup=mixup,
+      mixup_alpha=mixup_alpha, cutmix=cutmix, cutmix_alpha=cutmix_alpha)
   dropout_key = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), device)
 
   def loss_fn(params):
@@ -198,11 +214,7 @@ def train_step(
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   if skip_nonfinite:
     finite = jnp.isfinite(metrics["loss_sum"]) & _all_finite(grads)
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-    new_state = new_state.replace(
-        params=jax.tree_util.tree_map(keep, new_state.params, state.params),
-        opt_state=jax.tree_util.tree_map(keep, new_state.opt_state, state.opt_state),
-        batch_stats=jax.tree_util.tree_map(keep, new_state.batch_stats, state.batch_stats))
+    new_state = _keep_if(finite, new_state, state)
     metrics["skipped"] = 1.0 - finite.astype(jnp.float32)
   else:
     metrics["skipped"] = jnp.zeros((), jnp.float32)

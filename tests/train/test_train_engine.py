@@ -110,7 +110,7 @@ def test_a_model_outside_the_registry_trains_on_a_data_set_object(outside_run):
   assert summary["checkpoints"][-1] == 6
   # The classes are separable by their mean: six steps learn more than chance.
   assert summary["test_accuracy"] > 0.5
-  run = load_run(workdir, model=OutsideNet())
+  run = load_run(workdir, model=OutsideNet(), data=ArrayData())
   assert run.step == 6 and set(run.variables) == {"params", "batch_stats"}
 
 
@@ -131,16 +131,15 @@ def test_rerunning_a_finished_run_changes_nothing_on_disk(outside_run, capsys):
 
 def test_fresh_moves_the_finished_run_aside(outside_run, tmp_path):
   import shutil
-  workdir, summary = outside_run
+  from cnnjax.train import runs
+  workdir, _ = outside_run
   copy = str(tmp_path / "run")
   shutil.copytree(workdir, copy)
   before = _digest(copy)
-  config = _config()
-  with config.unlocked():
-    config.num_train_steps = 2
-  fresh = train_and_evaluate(config, copy, model=OutsideNet(), data=ArrayData(),
-                             devices=jax.local_devices()[:2], fresh=True)
-  assert fresh["steps"] == 2 and fresh["resumed_from_step"] is None
+  assert runs.finished_summary(copy, total_steps=6) is not None
+  assert runs.finished_summary(copy, total_steps=7) is None  # asked to train longer: resumes
+  assert runs.prepare_workdir(copy, fresh=True) == copy
+  assert os.listdir(copy) == []  # train_and_evaluate(fresh=True) starts from step 0 here
   aside = [d for d in os.listdir(tmp_path) if d.startswith("run.old-")]
   assert len(aside) == 1 and _digest(str(tmp_path / aside[0])) == before
 
@@ -148,3 +147,32 @@ def test_fresh_moves_the_finished_run_aside(outside_run, tmp_path):
 def test_a_model_that_is_not_a_module_is_a_type_error(tmp_path):
   with pytest.raises(TypeError, match="flax.linen.Module instance"):
     train_and_evaluate(_config(), str(tmp_path), model=OutsideNet, data=ArrayData())
+
+
+def _imported_modules(package_dir):
+  """Every module named by an import statement in the package's files (lazy ones too)."""
+  import ast  # noqa: PLC0415
+  found = {}
+  for name in sorted(os.listdir(package_dir)):
+    if name.endswith(".py"):
+      with open(os.path.join(package_dir, name)) as f:
+        tree = ast.parse(f.read())
+      for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+          found.update({alias.name: name for alias in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module:
+          found[node.module] = name
+          found.update({f"{node.module}.{alias.name}": name for alias in node.names})
+  return found
+
+
+def test_inspect_and_train_do_not_import_each_other():
+  import cnnjax  # noqa: PLC0415
+  root = os.path.dirname(cnnjax.__file__)
+  inspect_imports = _imported_modules(os.path.join(root, "inspect"))
+  assert not {m: f for m, f in inspect_imports.items()
+              if m == "cnnjax.train" or m.startswith("cnnjax.train.")}
+  train_imports = _imported_modules(os.path.join(root, "train"))
+  assert not {m: f for m, f in train_imports.items()
+              if m == "cnnjax.inspect" or m.startswith("cnnjax.inspect.")}
+  assert "cnnjax.data.loader" in train_imports  # the scan sees package imports
