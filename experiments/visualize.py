@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 from cnnjax import inspect as ci
+from cnnjax.train import load_run
 
 
 def _conv_kernels(variables, names: list[str]) -> list[tuple[str, np.ndarray]]:
