@@ -204,7 +204,12 @@ def train_and_evaluate(
   config_lib.validate(config)
   exp = setup.build(config, model=model, data=data, devices=devices)
   if not fresh:
-    finished = runs.finished_summary(workdir, exp.total_steps)
+    try:
+      finished = runs.finished_summary(workdir, exp.total_steps,
+                                        exp.abstract_state().checkpoint_items())
+    except CheckpointMismatchError as e:
+      where = os.path.abspath(os.path.expanduser(workdir))
+      raise CheckpointMismatchError(f"{e}{runs.trained_with(where, config)}") from None
     if finished is not None:
       if runs.is_main():
         print(runs.finished_message(finished))

@@ -29,6 +29,7 @@ import ml_collections
 
 from cnnjax.train import config as config_lib
 from cnnjax.train.checkpoint import Checkpointer, abstract_target
+from cnnjax.train.checkpoint import check_fits
 from cnnjax.train.checkpoint import readable as checkpoint_readable
 from cnnjax.train.state import TrainState
 
@@ -84,7 +85,8 @@ def _checkpoint_steps(workdir: str) -> list[int]:
   return sorted(int(n) for n in names if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
 
 
-def finished_summary(workdir: str, total_steps: int) -> dict[str, Any] | None:
+def finished_summary(workdir: str, total_steps: int,
+                     target: dict[str, PyTree] | None = None) -> dict[str, Any] | None:
   """``summary.json`` of a run in ``workdir`` that already trained ``total_steps`` steps, else ``None``.
 
   A run is finished when its summary records ``steps >= total_steps`` and its
@@ -102,8 +104,11 @@ def finished_summary(workdir: str, total_steps: int) -> dict[str, Any] | None:
   checkpoints = _checkpoint_steps(workdir)
   if steps < total_steps or not checkpoints or checkpoints[-1] != steps:
     return None
-  if not checkpoint_readable(os.path.join(workdir, "checkpoints"), steps):
+  directory = os.path.join(workdir, "checkpoints")
+  if not checkpoint_readable(directory, steps):
     return None  # A damaged final checkpoint: resume from an older one and train again.
+  if target is not None:
+    check_fits(directory, steps, target)
   return summary
 
 

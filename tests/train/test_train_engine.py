@@ -176,3 +176,20 @@ def test_inspect_and_train_do_not_import_each_other():
   assert not {m: f for m, f in train_imports.items()
               if m == "cnnjax.inspect" or m.startswith("cnnjax.inspect.")}
   assert "cnnjax.data.loader" in train_imports  # the scan sees package imports
+
+
+def test_a_finished_run_of_another_model_is_a_mismatch_not_finished(outside_run):
+  from cnnjax.train import CheckpointMismatchError  # noqa: PLC0415
+  workdir, _ = outside_run
+  before = _digest(workdir)
+
+  class WiderNet(OutsideNet):
+    @nn.compact
+    def __call__(self, x, train: bool):
+      x = nn.relu(nn.Conv(6, (3, 3))(x))
+      return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
+
+  with pytest.raises(CheckpointMismatchError, match="does not fit the model"):
+    train_and_evaluate(_config(), workdir, model=WiderNet(), data=ArrayData(),
+                       devices=jax.local_devices()[:2])
+  assert _digest(workdir) == before
