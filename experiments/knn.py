@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 from cnnjax import inspect as ci
+from cnnjax.train import load_run
 
 
 def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
@@ -35,7 +36,7 @@ def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
 
 def compare(workdir: str, *, k: int = 5, layer: str = "pre_logits") -> list[dict]:
   """Rows ``{'features', 'dim', 'accuracy'}`` for raw pixels, the embeddings and the head."""
-  run = ci.load_run(workdir)
+  run = load_run(workdir)
   data = run.config.data
   train_x, train_y = ci.split_arrays(data.name, data.train_split, data_dir=data.data_dir)
   test_x, test_y = ci.split_arrays(data.name, data.test_split, data_dir=data.data_dir)

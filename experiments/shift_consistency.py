@@ -44,9 +44,8 @@ from cnnjax import data as data_lib
 from cnnjax import layers, models
 from cnnjax.models.base import check_image_input
 from cnnjax.testing import shift_consistency
-from cnnjax.train import train_and_evaluate
+from cnnjax.train import restore_checkpoint, train_and_evaluate
 from cnnjax.train.config import base_config, lock
-from cnnjax.train.loop import restore_checkpoint
 
 VARIANTS = ("stride", "blur", "aps")
 
@@ -104,14 +103,19 @@ class ShiftLeNet(nn.Module):
     return nn.Dense(self.num_classes, name="head")(x)
 
 
-if "shift_lenet" not in models.names():
-  models.register("shift_lenet", input_shape=(8, 8, 1))(ShiftLeNet)
+def make_model(args: argparse.Namespace, model: str, downsample: str) -> nn.Module | None:
+  """``ShiftLeNet`` for ``'shift_lenet'`` (passed to the engine as an object); ``None`` for a zoo name."""
+  if model != "shift_lenet":
+    models.spec(model)  # A ValueError naming the zoo's models.
+    return None
+  info = data_lib.dataset_info(args.dataset, data_dir=args.data_dir)
+  return ShiftLeNet(num_classes=info.num_classes, downsample=downsample)
 
 
 def make_config(args: argparse.Namespace, model: str, downsample: str):
   """The training config of one run (optimiser and budget set by ``--quick``)."""
   c = base_config()
-  c.model.name = model
+  c.model.name = model  # For shift_lenet a label in config.json: the module is passed as an object.
   c.model.kwargs = {"downsample": downsample}
   if model.startswith("resnet"):
     c.model.kwargs.update(padding="CIRCULAR", num_filters=args.resnet_width)
@@ -144,9 +148,10 @@ def test_images(args: argparse.Namespace) -> np.ndarray:
   return images[:args.max_test_images] if args.max_test_images else images
 
 
-def evaluate_run(args, config, run_dir: str, images: np.ndarray) -> dict:
+def evaluate_run(args, config, run_dir: str, images: np.ndarray,
+                 model: nn.Module | None = None) -> dict:
   """Restores the final state and measures both consistencies."""
-  _, state, _ = restore_checkpoint(config, run_dir)
+  _, state, _ = restore_checkpoint(config, run_dir, model=model)
   variables = {"params": state.params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
@@ -250,8 +255,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
       start = time.time()
       config = make_config(args, model, downsample)
       run_dir = os.path.join(args.workdir, f"{model}-{downsample}")
-      summary = train_and_evaluate(config, run_dir, fresh=args.fresh)
-      result = evaluate_run(args, config, run_dir, images)
+      net = make_model(args, model, downsample)
+      summary = train_and_evaluate(config, run_dir, model=net, fresh=args.fresh)
+      result = evaluate_run(args, config, run_dir, images, net)
       rows.append({
           "model": model, "downsample": downsample,
           "test_accuracy": float(summary["test_accuracy"]),

@@ -11,9 +11,15 @@ chosen model that ``cnnjax.models.create`` accepts (``width=2``,
 recorded in ``config.json``. ``--config.help`` lists every config key (value
 and comment) and the chosen model's fields (type and default), then exits.
 
-Re-running on a work directory that holds a checkpoint resumes from it;
-``--fresh`` moves the old run aside and starts over. All logic lives in
-``cnnjax.train.train_and_evaluate``.
+
+Re-running on a work directory that holds a checkpoint resumes from it. On a
+finished run (its ``summary.json`` written after the final checkpoint) it
+prints ``run already finished at step N — summary.json: test accuracy X; use
+--fresh to start over`` and changes nothing on disk. ``--fresh`` starts over
+without destroying anything: the old run directory is renamed to
+``<workdir>.old-<YYYYmmdd-HHMMSS>`` first. ``--config.strategy=jit`` (or
+``shard_map``) picks how the step runs over the devices (README:
+Parallelism). All logic lives in ``cnnjax.train.train_and_evaluate``.
 
 Several processes: add ``--config.distributed.coordinator_address=HOST:PORT
 --config.distributed.num_processes=N --config.distributed.process_id=I`` (and
@@ -43,7 +49,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "model; --config.help lists both (values, types, defaults) and exits.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Run directory (resumes if it holds a checkpoint).")
-_FRESH = flags.DEFINE_bool("fresh", False, "Move an existing run directory aside and start over.")
+_FRESH = flags.DEFINE_bool(
+    "fresh", False, "Start over: rename an existing run directory to <workdir>.old-<time> "
+    "(nothing is deleted), then train from step 0.")
 flags.mark_flags_as_required(["config"])
 
 

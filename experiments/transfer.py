@@ -37,7 +37,7 @@ import numpy as np
 
 from cnnjax import inspect as ci
 from cnnjax import models
-from cnnjax.train import create_optimizer
+from cnnjax.train import create_optimizer, fit
 
 SOURCE, TARGET = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
@@ -95,8 +95,8 @@ def run(workdir: str, *, quick: bool = False, steps: int | None = None, per_clas
                                       width=width)
     pretrain_steps = 0
   else:
-    pretrained, _ = ci.fit(model, init(model, 0, src_x), sgd(0.1, pretrain_steps), src_x, src_y,
-                           steps=pretrain_steps, batch_size=64, seed=0)
+    pretrained, _ = fit(model, init(model, 0, src_x), sgd(0.1, pretrain_steps), src_x, src_y,
+                        steps=pretrain_steps, batch_size=64, seed=0)
   source_accuracy = ci.accuracy(model, pretrained, src_test_x, src_test_y)
   print(f"pretrained on digits 0-4: test accuracy {source_accuracy:.4f} "
         f"({pretrain_steps} steps, {time.time() - start:.0f} s)")
@@ -107,19 +107,19 @@ def run(workdir: str, *, quick: bool = False, steps: int | None = None, per_clas
     fresh = init(model, 100 + seed, x)
     transferred = ci.load_backbone(fresh, pretrained)
 
-    head_only, _ = ci.fit(model, transferred, ci.transfer_optimizer(sgd(lr, steps)), x, y,
+    head_only, _ = fit(model, transferred, ci.transfer_optimizer(sgd(lr, steps)), x, y,
                           steps=steps, batch_size=batch, seed=seed, freeze_statistics=True)
     results["head only"].append(ci.accuracy(model, head_only, tgt_test_x, tgt_test_y))
 
     half = steps // 2
-    warm, _ = ci.fit(model, transferred, ci.transfer_optimizer(sgd(lr, half)), x, y,
+    warm, _ = fit(model, transferred, ci.transfer_optimizer(sgd(lr, half)), x, y,
                      steps=half, batch_size=batch, seed=seed, freeze_statistics=True)
     tx = ci.transfer_optimizer(sgd(lr, steps - half), sgd(lr * backbone_lr_factor, steps - half))
-    tuned, _ = ci.fit(model, warm, tx, x, y, steps=steps - half, batch_size=batch,
+    tuned, _ = fit(model, warm, tx, x, y, steps=steps - half, batch_size=batch,
                       seed=seed + 1000)
     results["fine-tuned"].append(ci.accuracy(model, tuned, tgt_test_x, tgt_test_y))
 
-    scratch, _ = ci.fit(model, fresh, sgd(0.1, steps), x, y, steps=steps, batch_size=batch,
+    scratch, _ = fit(model, fresh, sgd(0.1, steps), x, y, steps=steps, batch_size=batch,
                         seed=seed)
     results["from scratch"].append(ci.accuracy(model, scratch, tgt_test_x, tgt_test_y))
     print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]:.4f}" for k, v in results.items()))

@@ -27,6 +27,7 @@ import sys
 import numpy as np
 
 from cnnjax import inspect as ci
+from cnnjax.train import load_run
 
 
 def _conv_kernels(variables, names: list[str]) -> list[tuple[str, np.ndarray]]:
@@ -45,7 +46,7 @@ def _conv_kernels(variables, names: list[str]) -> list[tuple[str, np.ndarray]]:
 def make_pictures(workdir: str, out: str | None = None, *, index: int = 0,
                   layers: list[str] | None = None) -> list[str]:
   """Writes the pictures of a run; returns the paths written."""
-  run = ci.load_run(workdir)
+  run = load_run(workdir)
   out = out or os.path.join(run.workdir, "plots", "inspect")
   os.makedirs(out, exist_ok=True)
   images, labels = ci.split_arrays(run.config.data.name, run.config.data.test_split,

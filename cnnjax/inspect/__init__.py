@@ -9,12 +9,13 @@
   ``layer_names``, ``plot_activations``, ``extract_features`` (embeddings for
   k-NN).
 * ``transfer``: ``load_backbone``, ``transfer_optimizer`` (frozen or
-  fine-tuned backbone with ``optax.partition``), ``frozen_apply`` (frozen
-  BatchNorm statistics), ``fit``, ``accuracy``.
+  fine-tuned backbone with ``optax.partition``), ``accuracy``;
+  ``cnnjax.train.fit`` and ``cnnjax.train.frozen_apply`` (frozen BatchNorm
+  statistics) train with them.
 * ``summary``: ``summary(model, input_shape)`` (a table of layers, output
   shapes, parameters and MACs), ``count_params``, ``count_macs``.
-* ``runs``: ``load_run(workdir)`` (model and variables of a trained run),
-  ``split_arrays``.
+* ``runs``: ``split_arrays`` (a split as arrays, normalised as in training);
+  a trained run's model and variables come from ``cnnjax.train.load_run``.
 
 Pictures are PNG files written with matplotlib's Agg canvas.
 """
@@ -38,20 +39,17 @@ from cnnjax.inspect.filters import (
     plot_hand_crafted,
     sample_image,
 )
-from cnnjax.inspect.runs import Run, load_run, split_arrays
+from cnnjax.inspect.runs import split_arrays
 from cnnjax.inspect.summary import LayerInfo, count_macs, count_params, summary, trace_layers
 from cnnjax.inspect.transfer import (
     accuracy,
     backbone_labels,
-    fit,
-    frozen_apply,
     load_backbone,
     transfer_optimizer,
 )
 
 __all__ = [
     "LayerInfo",
-    "Run",
     "accuracy",
     "count_macs",
     "count_params",
@@ -62,12 +60,9 @@ __all__ = [
     "cross_image",
     "extract_features",
     "filter_grid",
-    "fit",
-    "frozen_apply",
     "hand_crafted_filters",
     "layer_names",
     "load_backbone",
-    "load_run",
     "make_grid",
     "normalize_filters",
     "plot_activations",

@@ -1,87 +1,14 @@
-"""Reading back what ``experiments/train.py`` wrote: the model and variables of a run, and data arrays.
+"""Data arrays for inspecting a trained run.
 
-A run directory (``cnnjax.train.train_and_evaluate``) holds ``config.json``
-and ``checkpoints/<step>/``. ``load_run(workdir)`` rebuilds the model the
-config names and restores the newest checkpoint's ``params`` and
-``batch_stats`` onto one device, whatever number of devices wrote it. The
-model is built without a device axis (``axis_name=None``), since inspection
-runs in evaluation mode on one device.
+``split_arrays`` reads a whole split, normalised as training normalises it.
+The run itself (its model and the variables of its newest checkpoint) comes
+from ``cnnjax.train.load_run``: reading checkpoints belongs to the training
+package, which this one does not import.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-from typing import Any
-
-import flax.linen as nn
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
-
-PyTree = Any
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """A trained run, ready for ``model.apply(variables, x, train=False)``.
-
-  Attributes:
-    model: the module the config names, with the data set's ``num_classes``.
-    variables: ``{'params': ..., 'batch_stats': ...}`` of the newest checkpoint.
-    config: the run's config (``config.json``).
-    step: the checkpoint's training step.
-    workdir: the run directory (absolute).
-  """
-
-  model: nn.Module
-  variables: PyTree
-  config: ml_collections.ConfigDict
-  step: int
-  workdir: str
-
-
-def read_config(workdir: str | os.PathLike) -> ml_collections.ConfigDict:
-  """The config a run was trained with, from ``workdir/config.json``."""
-  path = os.path.join(os.fspath(workdir), "config.json")
-  if not os.path.isfile(path):
-    raise ValueError(
-        f"{os.fspath(workdir)!r} is not a training run: no config.json in it. Train one with "
-        f"python experiments/train.py --config experiments/configs/digits_cnn.py "
-        f"--workdir {os.fspath(workdir)}")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def load_run(workdir: str | os.PathLike) -> Run:
-  """Restores the newest checkpoint of a run made by ``experiments/train.py``.
-
-  Example::
-
-    >>> run = load_run('runs/digits')
-    >>> logits = run.model.apply(run.variables, images, train=False)
-
-  Raises:
-    ValueError: no ``config.json`` or no checkpoint in ``workdir``.
-  """
-  from cnnjax import data as data_lib  # noqa: PLC0415
-  from cnnjax import models  # noqa: PLC0415
-  from cnnjax.train import loop  # noqa: PLC0415
-
-  workdir = os.path.abspath(os.fspath(workdir))
-  config = read_config(workdir)
-  step, state, _ = loop.restore_checkpoint(config, workdir)
-  info = data_lib.dataset_info(config.data.name, data_dir=config.data.data_dir)
-  kwargs = dict(config.model.kwargs)
-  entry = models.spec(config.model.name)
-  if "dtype" in entry.fields():
-    kwargs["dtype"] = jnp.dtype(config.model.dtype)
-  model = models.create(config.model.name, num_classes=info.num_classes, **kwargs)
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
-  return Run(model=model, variables=variables, config=config, step=int(step), workdir=workdir)
 
 
 def split_arrays(name: str, split: str, *, data_dir: str | None = None,

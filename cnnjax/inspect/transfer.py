@@ -9,7 +9,8 @@ The usual recipe (Yosinski et al., 2014; the PyTorch transfer-learning tutorial)
    ``optax.set_to_zero()`` through ``optax.partition`` (formerly
    ``optax.multi_transform``), so its parameters receive exactly zero updates
    and keep their values bit for bit. The BatchNorm statistics are frozen too:
-   ``fit(..., freeze_statistics=True)`` trains through ``frozen_apply``, which
+   ``cnnjax.train.fit(..., freeze_statistics=True)`` trains through
+   ``cnnjax.train.frozen_apply``, which
    runs the model with ``train=False`` (running statistics, no update, no
    dropout) and hands the statistics back unchanged. Without that, a
    "frozen" backbone would still drift: every training-mode forward pass
@@ -18,14 +19,15 @@ The usual recipe (Yosinski et al., 2014; the PyTorch transfer-learning tutorial)
    ``transfer_optimizer(head_tx, backbone_tx)`` with a smaller schedule for
    the backbone group.
 
-``fit`` runs these steps with the project's ``cnnjax.train.train_step`` on
-one device, over arrays held in memory (small data sets such as digits).
+``cnnjax.train.fit`` runs these steps with the engine's training step on one
+device, over arrays held in memory (small data sets such as digits); this
+module needs nothing from ``cnnjax.train``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -153,98 +155,6 @@ def transfer_optimizer(head_tx: optax.GradientTransformation,
   """
   transforms = {HEAD: head_tx, BACKBONE: backbone_tx or optax.set_to_zero()}
   return optax.partition(transforms, functools.partial(backbone_labels, head=head))
-
-
-def frozen_apply(model: nn.Module) -> Callable[..., Any]:
-  """``model.apply`` that always runs in evaluation mode: for training with frozen statistics.
-
-  Called as the training step calls ``apply_fn`` (``train=True``,
-  ``mutable=['batch_stats']``, ``rngs=...``), it runs ``model`` with
-  ``train=False`` and returns the ``batch_stats`` it was given, unchanged.
-  BatchNorm then normalises with the pretrained running statistics, which
-  stay bit-identical, and dropout is off: the backbone is a fixed feature
-  extractor, as PyTorch's ``model.eval()`` makes it for feature extraction.
-  """
-
-  def apply(variables, *args, train: bool = False, mutable: Any = False,
-            rngs: Any = None, **kwargs):
-    del train, rngs  # Evaluation mode draws no random numbers.
-    out = model.apply(variables, *args, train=False, **kwargs)
-    if mutable:
-      return out, {"batch_stats": variables.get("batch_stats", {})}
-    return out
-
-  return apply
-
-
-def fit(model: nn.Module, variables: PyTree, tx: optax.GradientTransformation,
-        images: np.ndarray, labels: np.ndarray, *, steps: int, batch_size: int, seed: int = 0,
-        freeze_statistics: bool = False) -> tuple[dict[str, Any], np.ndarray]:
-  """Trains ``model`` from ``variables`` for ``steps`` steps on in-memory arrays.
-
-  Uses ``cnnjax.train.train_step`` on one device. Epoch ``e`` visits the
-  examples in the order ``np.random.default_rng([seed, e]).permutation(N)``
-  and drops the partial last batch, as ``cnnjax.data`` does.
-
-  Args:
-    model: a linen module with ``num_classes`` logits, called as ``model(x, train)``.
-    variables: ``{'params': ..., 'batch_stats': ...}`` to start from.
-    tx: the optimizer (e.g. from ``transfer_optimizer``).
-    images: ``(N, H, W, C)`` float32, normalised.
-    labels: ``(N,)`` ints in ``[0, num_classes)``.
-    steps: optimizer updates.
-    batch_size: examples per update, ``<= N``.
-    seed: data order and dropout.
-    freeze_statistics: train through ``frozen_apply`` (evaluation mode: the
-      BatchNorm statistics stay as given, no dropout).
-
-  Returns:
-    ``(variables, losses)``: the trained variables (numpy) and the ``(steps,)``
-    training losses.
-  """
-  from cnnjax.train import Parallel, TrainState, train_step  # noqa: PLC0415
-
-  images = np.asarray(images, np.float32)
-  labels = np.asarray(labels, np.int32)
-  n = images.shape[0]
-  if labels.shape != (n,):
-    raise ValueError(f"labels must be ({n},) for {n} images, got shape {labels.shape}")
-  if not 0 < batch_size <= n:
-    raise ValueError(f"batch_size must be in [1, {n}] (the number of images), got {batch_size}")
-  if steps <= 0:
-    raise ValueError(f"steps must be positive, got {steps}")
-  logits = jax.eval_shape(lambda v: model.apply(v, images[:1], train=False), variables)
-  num_classes = logits.shape[-1]
-  if labels.min() < 0 or labels.max() >= num_classes:
-    raise ValueError(f"labels must be in [0, {num_classes}) for a model with {num_classes} "
-                     f"logits, got range [{labels.min()}, {labels.max()}]")
-
-  apply_fn = frozen_apply(model) if freeze_statistics else model.apply
-  state = TrainState.create(
-      apply_fn=apply_fn, params=variables["params"], tx=tx,
-      batch_stats=variables.get("batch_stats", {}),
-      rng=jax.random.key_data(jax.random.key(seed)))
-  parallel = Parallel("pmap", devices=jax.local_devices()[:1])
-  step_fn = parallel.train_step(functools.partial(train_step, num_classes=num_classes))
-  state = parallel.put_state(state)
-  per_epoch = n // batch_size
-  mask = np.ones((batch_size,), bool)
-  metrics = []
-  order = None
-  for step in range(steps):
-    epoch, b = divmod(step, per_epoch)
-    if b == 0:
-      order = np.random.default_rng([seed, epoch]).permutation(n)
-    index = order[b * batch_size:(b + 1) * batch_size]
-    batch = {"image": images[index], "label": labels[index], "mask": mask}
-    state, m = step_fn(state, parallel.shard_batch(batch))
-    metrics.append(m["loss_sum"])
-  host = parallel.host_state(state)
-  losses = np.asarray([np.asarray(x)[0] for x in metrics]) / batch_size
-  out = {"params": host.params}
-  if variables.get("batch_stats"):
-    out["batch_stats"] = host.batch_stats
-  return out, losses
 
 
 def accuracy(model: nn.Module, variables: PyTree, images: np.ndarray, labels: np.ndarray, *,

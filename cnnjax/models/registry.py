@@ -1,4 +1,4 @@
-"""The model registry: ``create(name, **fields)``, ``names()``, ``register(name)``.
+"""The model registry: ``create(name, **fields)``, ``names()``, ``register(name)``, ``unregister``.
 
 Entries are module classes or ``functools.partial`` variants of them (as the
 Flax ImageNet example's ``ResNet50 = partial(ResNet, ...)``). ``create``
@@ -111,6 +111,17 @@ def register(
     return factory
 
   return decorator
+
+
+def unregister(name: str) -> ModelSpec:
+  """Removes ``name`` from the registry and returns its entry (for tests that register).
+
+  Raises:
+    ValueError: ``name`` is not registered (listing the names that are).
+  """
+  entry = spec(name)
+  del _REGISTRY[name]
+  return entry
 
 
 def names() -> list[str]:

@@ -1,14 +1,19 @@
-"""Training: state, pure steps under pmap/shard_map, optimizers, checkpoints, the loop.
+"""Training: state, pure steps under pmap/shard_map/jit, optimizers, checkpoints, the loop.
 
 * ``TrainState``, ``create_train_state`` (``state``)
 * ``AXIS``, ``train_step``, ``eval_step``, ``summarize`` (``steps``): pure
-  per-device steps with collectives over ``AXIS = 'batch'``
-* ``Parallel`` (``parallel``): runs them under ``jax.pmap`` or ``jax.shard_map``
+  steps, with collectives over ``AXIS = 'batch'`` or for the global batch
+* ``Parallel`` (``parallel``): runs them under ``jax.pmap``, ``jax.shard_map``
+  or ``jax.jit`` with shardings
 * ``create_optimizer``, ``create_learning_rate_schedule``, ``decay_mask`` (``optim``)
 * ``Checkpointer`` (``checkpoint``): orbax checkpoints of state and data position
 * ``MetricsWriter`` (``metrics``): ``metrics.jsonl``, plots
 * ``base_config``, ``validate`` (``config``): the config schema
-* ``train_and_evaluate`` (``loop``): the experiment runner's library function
+* ``train_and_evaluate`` (``loop``): the experiment runner's library function,
+  over the objects ``setup.build`` makes and the actions of ``periodic``
+* ``load_run``, ``restore_checkpoint``, ``read_config`` (``runs``): a trained
+  run read back on any devices
+* ``fit`` (``transfer``): a few steps of the engine's step on in-memory arrays
 * ``distributed.initialize(config)``: joins a multi-process run with the
   timeouts of ``config.distributed``
 """
@@ -21,11 +26,13 @@ from cnnjax.train.checkpoint import (
 )
 from cnnjax.train.config import base_config, validate
 from cnnjax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
+from cnnjax.train.runs import Run, load_run, read_config, restore_checkpoint
 from cnnjax.train.metrics import MetricsWriter
 from cnnjax.train.optim import create_learning_rate_schedule, create_optimizer, decay_mask
 from cnnjax.train.parallel import Parallel
 from cnnjax.train.state import TrainState, create_train_state
 from cnnjax.train.steps import AXIS, eval_step, summarize, train_step
+from cnnjax.train.transfer import fit, frozen_apply
 
 __all__ = [
     "AXIS",
@@ -36,6 +43,7 @@ __all__ = [
     "NonFiniteLossError",
     "Parallel",
     "Preempted",
+    "Run",
     "TrainState",
     "abstract_target",
     "base_config",
@@ -44,6 +52,11 @@ __all__ = [
     "create_train_state",
     "decay_mask",
     "eval_step",
+    "fit",
+    "frozen_apply",
+    "load_run",
+    "read_config",
+    "restore_checkpoint",
     "summarize",
     "train_and_evaluate",
     "train_step",

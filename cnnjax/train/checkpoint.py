@@ -123,6 +123,45 @@ def _describe_os_error(error: BaseException, directory: str, step: int, earlier:
           f"Free space or fix permissions and rerun the same command to resume.")
 
 
+def readable(directory: str | os.PathLike, step: int) -> bool:
+  """Whether checkpoint ``step`` in ``directory`` has readable state metadata (arrays not read).
+
+  Opens nothing for writing, so it serves to decide that a run is finished
+  without touching it; a damaged checkpoint is left to ``Checkpointer.restore``.
+  """
+  try:
+    from etils import epath  # noqa: PLC0415
+    ocp.StandardCheckpointHandler().metadata(epath.Path(os.fspath(directory)) / str(step) / "state")
+  except Exception:  # Any failure to read: not usable as the run's last state.
+    return False
+  return True
+
+
+def check_fits(directory: str, step: int, target: Mapping[str, PyTree]) -> None:
+  """Raises ``CheckpointMismatchError`` if checkpoint ``step`` in ``directory`` holds another model.
+
+  Reads only the checkpoint's metadata (names, shapes); a checkpoint whose
+  metadata cannot be read is left to ``Checkpointer.restore``'s fallback.
+  """
+  try:
+    from etils import epath  # noqa: PLC0415
+    saved = ocp.StandardCheckpointHandler().metadata(
+        epath.Path(os.fspath(directory)) / str(step) / "state")
+    saved = {k: saved[k] for k in MODEL_ITEMS if k in saved}
+  except Exception:  # Unreadable metadata: a damaged checkpoint, handled by the fallback.
+    return
+  problems = _mismatch(saved, target)
+  if problems:
+    listed = "; ".join(problems[:_MAX_LISTED])
+    more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+    raise CheckpointMismatchError(
+        f"checkpoint step {step} in {os.fspath(directory)} does not fit the model being "
+        f"restored: {listed}{more}. The checkpoint was written by another model or "
+        f"model configuration (model.name, model.kwargs, the data set's number of "
+        f"classes); resume with the config it was trained with, or start over with "
+        f"--fresh (or another --workdir).")
+
+
 class Checkpointer:
   """Periodic checkpoints of a run: save, wait, restore with fallback.
 
@@ -250,28 +289,7 @@ class Checkpointer:
     return None
 
   def _check_fits(self, step: int, target: Mapping[str, PyTree]) -> None:
-    """Raises ``CheckpointMismatchError`` if checkpoint ``step`` holds another model.
-
-    Reads only the checkpoint's metadata (names, shapes); a checkpoint whose
-    metadata cannot be read is left to ``restore``'s fallback.
-    """
-    try:
-      from etils import epath  # noqa: PLC0415
-      saved = ocp.StandardCheckpointHandler().metadata(
-          epath.Path(self.directory) / str(step) / "state")
-      saved = {k: saved[k] for k in MODEL_ITEMS if k in saved}
-    except Exception:  # Unreadable metadata: a damaged checkpoint, handled by the fallback.
-      return
-    problems = _mismatch(saved, target)
-    if problems:
-      listed = "; ".join(problems[:_MAX_LISTED])
-      more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-      raise CheckpointMismatchError(
-          f"checkpoint step {step} in {self.directory} does not fit the model being "
-          f"restored: {listed}{more}. The checkpoint was written by another model or "
-          f"model configuration (model.name, model.kwargs, the data set's number of "
-          f"classes); resume with the config it was trained with, or start over with "
-          f"--fresh (or another --workdir).")
+    check_fits(self.directory, step, target)
 
   def _quarantine(self, steps: list[int]) -> None:
     """Moves unreadable step directories to ``<directory>-unreadable/`` so the run can rewrite them."""

@@ -115,7 +115,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule.boundaries_epochs = (30.0, 60.0, 80.0)  # Piecewise: epochs where the rate is multiplied.
   c.schedule.decay_factor = 0.1  # Piecewise: the multiplier at each boundary.
 
-  c.strategy = "pmap"  # 'pmap' or 'shard_map' over all devices.
+  c.strategy = "pmap"  # 'pmap', 'shard_map' or 'jit' over all devices (README: Parallelism).
   c.skip_nonfinite = False  # Skip updates whose loss/gradient is NaN/Inf instead of stopping.
 
   c.log_every_steps = 50  # Fetch metrics to the host, log and update the bar every N steps.
@@ -276,7 +276,7 @@ def validate(config: Mapping[str, Any]) -> None:
   _choice(config, "optimizer.name", config["optimizer"]["name"], OPTIMIZERS)
   _choice(config, "schedule.name", config["schedule"]["name"], SCHEDULES)
   _choice(config, "model.dtype", config["model"]["dtype"], DTYPES)
-  _choice(config, "strategy", config["strategy"], ("pmap", "shard_map"))
+  _choice(config, "strategy", config["strategy"], ("pmap", "shard_map", "jit"))
   _choice(config, "data.pipeline", config["data"]["pipeline"], ("memory", "grain"))
   for key in ("batch_size", "eval_batch_size", "log_every_steps", "max_to_keep",
               "eval_every_epochs"):

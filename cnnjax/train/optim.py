@@ -96,6 +96,8 @@ def create_optimizer(
     schedule: Mapping[str, Any],
     steps_per_epoch: int,
     num_epochs: float,
+    *,
+    learning_rate: optax.Schedule | None = None,
 ) -> optax.GradientTransformation:
   """Builds the optax chain named by a config.
 
@@ -106,6 +108,9 @@ def create_optimizer(
     schedule: see ``create_learning_rate_schedule``.
     steps_per_epoch: training steps per epoch.
     num_epochs: length of training, for decaying schedules.
+    learning_rate: the schedule, if the caller already built it with
+      ``create_learning_rate_schedule`` (so that the one the optimizer follows
+      and the one the logs report are the same object).
 
   Returns:
     An ``optax.GradientTransformation``. The learning rate at a step is
@@ -116,7 +121,7 @@ def create_optimizer(
     raise ValueError(
         f"unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)} "
         f"(config key optimizer.name)")
-  lr = create_learning_rate_schedule(
+  lr = learning_rate if learning_rate is not None else create_learning_rate_schedule(
       schedule, optimizer["learning_rate"], steps_per_epoch, num_epochs)
   weight_decay = optimizer.get("weight_decay", 0.0)
   parts = []

@@ -1,8 +1,10 @@
-"""Running the per-device steps over devices: ``pmap`` or ``shard_map``.
+"""Running the steps over devices: ``pmap``, ``shard_map`` or ``jit``.
 
-``Parallel(strategy)`` compiles a step written with collectives over ``AXIS``
-(see ``cnnjax.train.steps``) for all devices and moves states and batches
-into the layout it expects:
+``Parallel(strategy)`` compiles a step (see ``cnnjax.train.steps``) for all
+devices and moves states and batches into the layout it expects. The step is
+called with ``axis_name=parallel.axis_name``: ``AXIS`` for the two mapped
+strategies, whose body sees one device's share and reduces with collectives,
+``None`` for ``'jit'``, whose body sees the global batch:
 
 * ``'pmap'`` (the default): ``jax.pmap(step, axis_name=AXIS,
   donate_argnums=(0,))`` over the local devices. The state carries a leading
@@ -17,6 +19,13 @@ into the layout it expects:
   ``check_vma=True`` the gradient of a replicated input would already be
   summed over devices, and averaging it again would scale it by the device
   count).
+* ``'jit'``: ``jax.jit(step, in_shardings=(P(), P(AXIS)), out_shardings=P(),
+  donate_argnums=(0,))`` over the same mesh and layout as ``'shard_map'``.
+  The step is written for the global batch, with no collective and no
+  ``axis_name`` in the model: XLA's SPMD partitioner splits the computation
+  along the batch and inserts the all-reduces the global arrays need (the
+  gradients' sum, BatchNorm's moments, the metrics' sums), so BatchNorm
+  normalises with the statistics of the global batch.
 
 With several processes (``jax.distributed``) each process passes its own
 ``B_local`` examples; both strategies span the devices of all processes.
@@ -39,14 +48,34 @@ from jax.sharding import PartitionSpec as P
 from cnnjax.train.steps import AXIS
 
 PyTree = Any
-STRATEGIES = ("pmap", "shard_map")
+STRATEGIES = ("pmap", "shard_map", "jit")
+
+
+def _mesh(devices: list[jax.Device]) -> Mesh:
+  """A one-axis mesh named ``AXIS`` over ``devices`` in their order.
+
+  The axis type is ``Auto`` (sharding propagated by XLA), the behaviour every
+  supported JAX has; ``jax.make_mesh`` defaults to ``Explicit`` axes since
+  JAX 0.7, which would make shardings part of the traced types.
+  """
+  axis_type = getattr(jax.sharding, "AxisType", None)
+  if axis_type is None:  # An older JAX without axis types: Mesh is always Auto.
+    return Mesh(np.array(devices), (AXIS,))
+  return jax.make_mesh((len(devices),), (AXIS,), devices=devices,
+                       axis_types=(axis_type.Auto,))
 
 
 class Parallel:
   """Compiles steps and lays out states and batches for one strategy.
 
   Attributes:
-    strategy: ``'pmap'`` or ``'shard_map'``.
+    strategy: ``'pmap'``, ``'shard_map'`` or ``'jit'``.
+    max_in_flight: how many dispatched steps a caller should let run ahead
+      before waiting for the oldest (``None``: no limit): 2 on a CPU platform
+      with several devices, whose collectives can deadlock under a deep
+      asynchronous queue.
+    axis_name: what the step and the model's BatchNorm reduce over: ``AXIS``,
+      or ``None`` under ``'jit'`` (global arrays).
     local_device_count: devices of this process.
     device_count: devices of all processes.
   """
@@ -55,7 +84,7 @@ class Parallel:
     """Creates the device layout.
 
     Args:
-      strategy: ``'pmap'`` or ``'shard_map'``.
+      strategy: ``'pmap'``, ``'shard_map'`` or ``'jit'``.
       devices: for tests in one process, a subset of ``jax.local_devices()`` to
         run on; by default all devices (all processes).
     """
@@ -64,6 +93,7 @@ class Parallel:
           f"unknown strategy {strategy!r}; expected one of {list(STRATEGIES)} "
           f"(config key strategy)")
     self.strategy = strategy
+    self.axis_name = None if strategy == "jit" else AXIS
     self._explicit = devices is not None
     if devices is None:
       self.devices = jax.devices()
@@ -75,8 +105,16 @@ class Parallel:
       self.local_devices = list(devices)
     self.device_count = len(self.devices)
     self.local_device_count = len(self.local_devices)
-    self.mesh = Mesh(np.array(self.devices), (AXIS,))
-    self._local_mesh = Mesh(np.array(self.local_devices), (AXIS,))
+    self.mesh = _mesh(self.devices)
+    self._local_mesh = _mesh(self.local_devices)
+    # XLA:CPU runs the devices of a multi-device (fake or not) CPU platform on
+    # one thread pool; with tens of steps queued by asynchronous dispatch, the
+    # participants of one all-reduce can wait behind each other's queued
+    # steps until XLA aborts the process ("Termination timeout for all
+    # reduce"). Two steps in flight keep the host ahead of the devices and
+    # never deadlock (measured with 2, 4 and 8 devices, all three strategies).
+    cpu = self.devices[0].platform == "cpu"
+    self.max_in_flight: int | None = 2 if cpu and self.device_count > 1 else None
     self._replicated = NamedSharding(self.mesh, P())
     self._split = NamedSharding(self.mesh, P(AXIS))
     self._local_split = NamedSharding(self._local_mesh, P(AXIS))
@@ -92,6 +130,10 @@ class Parallel:
     if self.strategy == "pmap":
       return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,),
                       devices=self.devices if self._explicit else None)
+    if self.strategy == "jit":
+      return jax.jit(step, in_shardings=(self._replicated, self._split),
+                     out_shardings=(self._replicated, self._replicated),
+                     donate_argnums=(0,))
     mapped = jax.shard_map(step, mesh=self.mesh, in_specs=(P(), P(AXIS)),
                            out_specs=(P(), P()), check_vma=False)
     return jax.jit(mapped, donate_argnums=(0,))
@@ -101,6 +143,9 @@ class Parallel:
     if self.strategy == "pmap":
       return jax.pmap(step, axis_name=AXIS,
                       devices=self.devices if self._explicit else None)
+    if self.strategy == "jit":
+      return jax.jit(step, in_shardings=(self._replicated, self._split),
+                     out_shardings=self._replicated)
     return jax.jit(jax.shard_map(step, mesh=self.mesh, in_specs=(P(), P(AXIS)),
                                  out_specs=P(), check_vma=False))
 

@@ -1,12 +1,15 @@
-"""Pure per-device training and evaluation steps, written once with named axes.
+"""Pure training and evaluation steps, written once for all three strategies.
 
-``train_step(state, batch)`` and ``eval_step(state, batch)`` see one device's
-share of the batch and reduce across devices with collectives over the axis
-``AXIS``. The same functions run under ``jax.pmap(axis_name=AXIS)`` and under
-``jax.shard_map`` over a one-axis mesh named ``AXIS`` (see
-``cnnjax.train.parallel``); models normalise their BatchNorm layers over the
-same axis (``axis_name=AXIS``), so the batch statistics are those of the global
-batch.
+``train_step(state, batch)`` and ``eval_step(state, batch)`` take the batch
+they are given and, with ``axis_name=AXIS`` (the default), reduce across
+devices with collectives over that axis: the batch is one device's share, as
+under ``jax.pmap(axis_name=AXIS)`` or ``jax.shard_map`` over a one-axis mesh
+named ``AXIS``; models normalise their BatchNorm layers over the same axis, so
+the batch statistics are those of the global batch. With ``axis_name=None``
+the same body sees the *global* batch, as under ``jax.jit`` over arrays
+sharded along ``AXIS``: there are no collectives in the step or the model,
+XLA inserts the cross-device reductions where the global arrays need them
+(see ``cnnjax.train.parallel``).
 
 A batch is a dict of ``'image'`` float ``(B, H, W, C)``, ``'label'`` int32
 ``(B,)`` and ``'mask'`` bool ``(B,)`` (``False`` marks padding), where ``B`` is
@@ -50,14 +53,28 @@ MixFn = Callable[[jax.Array, jax.Array, jax.Array, float], tuple[jax.Array, jax.
 _AUGMENT, _MIX, _DROPOUT = 0, 1, 2
 
 
-def _per_example_keys(key: jax.Array, per_device: int) -> jax.Array:
+def _device_index(axis_name: str | None) -> jax.Array | int:
+  """This device's index along ``axis_name``; 0 for a global (unmapped) step."""
+  return lax.axis_index(axis_name) if axis_name is not None else 0
+
+
+def _psum(tree, axis_name: str | None):
+  return collectives.psum(tree, axis_name) if axis_name is not None else tree
+
+
+def _pmean(tree, axis_name: str | None):
+  return collectives.pmean(tree, axis_name) if axis_name is not None else tree
+
+
+def _per_example_keys(key: jax.Array, per_device: int,
+                      axis_name: str | None = AXIS) -> jax.Array:
   """One key per example, folded with its *global* index in the batch.
 
   The global index (device index times per-device batch plus position) makes
   the augmentation of an example independent of how many devices share the
   batch.
   """
-  offset = lax.axis_index(AXIS) * per_device
+  offset = _device_index(axis_name) * per_device
   return jax.vmap(lambda i: jax.random.fold_in(key, offset + i))(
       jnp.arange(per_device))
 
@@ -75,18 +92,44 @@ def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def _batch_metrics(logits, labels, per_example_loss, mask) -> Metrics:
+def _batch_metrics(logits, labels, per_example_loss, mask, axis_name) -> Metrics:
   correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-  return {
-      "loss_sum": collectives.psum(jnp.sum(per_example_loss * mask), AXIS),
-      "correct": collectives.psum(jnp.sum(correct * mask), AXIS),
-      "count": collectives.psum(jnp.sum(mask), AXIS),
-  }
+  return _psum({
+      "loss_sum": jnp.sum(per_example_loss * mask),
+      "correct": jnp.sum(correct * mask),
+      "count": jnp.sum(mask),
+  }, axis_name)
 
 
 def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _inputs(images, labels, key, device, axis_name, *, num_classes, label_smoothing, augment,
+            mixup, mixup_alpha, cutmix, cutmix_alpha):
+  """Augmented images and (smoothed, mixed) soft targets of one step (see ``train_step``)."""
+  if augment is not None:
+    keys = _per_example_keys(jax.random.fold_in(key, _AUGMENT), images.shape[0], axis_name)
+    images = jax.vmap(augment)(keys, images)
+  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  if label_smoothing > 0:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  mix_key = jax.random.fold_in(jax.random.fold_in(key, _MIX), device)
+  if mixup is not None and mixup_alpha > 0:
+    images, targets = mixup(jax.random.fold_in(mix_key, 0), images, targets, mixup_alpha)
+  if cutmix is not None and cutmix_alpha > 0:
+    images, targets = cutmix(jax.random.fold_in(mix_key, 1), images, targets, cutmix_alpha)
+  return images, targets
+
+
+def _keep_if(finite: jax.Array, new: TrainState, old: TrainState) -> TrainState:
+  """``new`` where ``finite``, else ``old``'s parameters, optimizer state and statistics."""
+  keep = lambda a, b: jnp.where(finite, a, b)  # noqa: E731
+  return new.replace(
+      params=jax.tree_util.tree_map(keep, new.params, old.params),
+      opt_state=jax.tree_util.tree_map(keep, new.opt_state, old.opt_state),
+      batch_stats=jax.tree_util.tree_map(keep, new.batch_stats, old.batch_stats))
 
 
 def train_step(
@@ -101,15 +144,18 @@ def train_step(
     cutmix: MixFn | None = None,
     cutmix_alpha: float = 0.0,
     skip_nonfinite: bool = False,
+    axis_name: str | None = AXIS,
 ) -> tuple[TrainState, Metrics]:
-  """One optimizer update on one device's share of the global batch.
+  """One optimizer update on the global batch, or on one device's share of it.
 
   Bind the keyword arguments with ``functools.partial`` (they are static) and
   map the result over devices with ``cnnjax.train.parallel``.
 
   Randomness: the step's key is ``fold_in(state.rng, state.step)``. Augmentation
   keys are folded further with each example's global index; mixup/cutmix and
-  dropout keys with the device index ``lax.axis_index(AXIS)``.
+  dropout keys with the device index ``lax.axis_index(axis_name)`` (0 with
+  ``axis_name=None``): dropout masks and mixing partners therefore depend on
+  how the batch is split, augmentations do not.
 
   Args:
     state: the replicated ``TrainState``.
@@ -127,29 +173,22 @@ def train_step(
     skip_nonfinite: if the global loss or any averaged gradient is NaN/Inf,
       keep the parameters, optimizer state and statistics of ``state``
       (the step counter still advances) and report ``skipped = 1``.
+    axis_name: the device axis the batch is split over (``AXIS`` under pmap
+      and shard_map), or ``None`` when ``batch`` is the global batch (under
+      ``jax.jit`` with shardings): then nothing is reduced explicitly.
 
   Returns:
     ``(new_state, metrics)``: metrics ``loss_sum``, ``correct``, ``count``,
     ``skipped`` and ``grad_norm``, identical on every device.
   """
   key = jax.random.fold_in(state.key(), state.step)
-  device = lax.axis_index(AXIS)
-  images = batch["image"]
+  device = _device_index(axis_name)
   labels = batch["label"]
   mask = batch["mask"].astype(jnp.float32)
-  per_device = images.shape[0]
-
-  if augment is not None:
-    keys = _per_example_keys(jax.random.fold_in(key, _AUGMENT), per_device)
-    images = jax.vmap(augment)(keys, images)
-  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-  if label_smoothing > 0:
-    targets = optax.smooth_labels(targets, label_smoothing)
-  mix_key = jax.random.fold_in(jax.random.fold_in(key, _MIX), device)
-  if mixup is not None and mixup_alpha > 0:
-    images, targets = mixup(jax.random.fold_in(mix_key, 0), images, targets, mixup_alpha)
-  if cutmix is not None and cutmix_alpha > 0:
-    images, targets = cutmix(jax.random.fold_in(mix_key, 1), images, targets, cutmix_alpha)
+  images, targets = _inputs(
+      batch["image"], labels, key, device, axis_name, num_classes=num_classes,
+      label_smoothing=label_smoothing, augment=augment, mixup=mixup,
+      mixup_alpha=mixup_alpha, cutmix=cutmix, cutmix_alpha=cutmix_alpha)
   dropout_key = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), device)
 
   def loss_fn(params):
@@ -165,33 +204,30 @@ def train_step(
   (_, (logits, per_example, batch_stats)), grads = grad_fn(state.params)
   # Every device holds the same per-device count, so the mean of the
   # per-device mean gradients is the gradient of the global mean loss.
-  grads = collectives.pmean(grads, AXIS)
+  grads = _pmean(grads, axis_name)
   # With BatchNorm normalising over AXIS the statistics already agree across
   # devices; the mean keeps them identical whatever the model does.
-  batch_stats = collectives.pmean(batch_stats, AXIS)
-  metrics = _batch_metrics(logits, labels, per_example, mask)
+  batch_stats = _pmean(batch_stats, axis_name)
+  metrics = _batch_metrics(logits, labels, per_example, mask, axis_name)
   metrics["grad_norm"] = optax.tree.norm(grads)
 
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   if skip_nonfinite:
     finite = jnp.isfinite(metrics["loss_sum"]) & _all_finite(grads)
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-    new_state = new_state.replace(
-        params=jax.tree_util.tree_map(keep, new_state.params, state.params),
-        opt_state=jax.tree_util.tree_map(keep, new_state.opt_state, state.opt_state),
-        batch_stats=jax.tree_util.tree_map(keep, new_state.batch_stats, state.batch_stats))
+    new_state = _keep_if(finite, new_state, state)
     metrics["skipped"] = 1.0 - finite.astype(jnp.float32)
   else:
     metrics["skipped"] = jnp.zeros((), jnp.float32)
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: Batch) -> Metrics:
-  """Evaluates one device's share of a batch with ``train=False``.
+def eval_step(state: TrainState, batch: Batch, *, axis_name: str | None = AXIS) -> Metrics:
+  """Evaluates a batch (or one device's share of it) with ``train=False``.
 
   Padded examples (``mask == False``) contribute nothing; the sums are
-  ``psum``-ed over ``AXIS``, so accumulating them over an evaluation pass and
-  dividing once counts every real example exactly once.
+  ``psum``-ed over ``axis_name`` (global sums already with ``None``), so
+  accumulating them over an evaluation pass and dividing once counts every
+  real example exactly once.
 
   Returns:
     ``loss_sum``, ``correct`` and ``count``, identical on every device.
@@ -203,7 +239,7 @@ def eval_step(state: TrainState, batch: Batch) -> Metrics:
   targets = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.float32)
   per_example = cross_entropy(logits, targets)
   return _batch_metrics(logits, batch["label"], per_example,
-                        batch["mask"].astype(jnp.float32))
+                        batch["mask"].astype(jnp.float32), axis_name)
 
 
 def summarize(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -7,6 +7,7 @@ import matplotlib.image
 import pytest
 
 from cnnjax import inspect as ci
+from cnnjax.train import load_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,7 +36,7 @@ def run_dir(tmp_path_factory):
 @pytest.mark.slow
 def test_visualize_and_knn_on_a_trained_run(run_dir, tmp_path, capsys, monkeypatch):
   import matplotlib.figure
-  run = ci.load_run(run_dir)
+  run = load_run(run_dir)
   assert run.step == 6 and run.model.num_classes == 10
   assert set(run.variables) == {"params", "batch_stats"}
 

@@ -9,6 +9,7 @@ from flax import traverse_util
 
 from cnnjax import inspect as ci
 from cnnjax import models
+from cnnjax.train import fit
 
 
 def _init(model, seed):
@@ -71,7 +72,7 @@ def test_backbone_labels(setup):
 def test_frozen_backbone_is_bit_identical_and_the_head_learns(setup):
   model, variables, _, x, y = setup
   tx = ci.transfer_optimizer(optax.sgd(0.5, momentum=0.9))
-  out, losses = ci.fit(model, variables, tx, x, y, steps=4, batch_size=8,
+  out, losses = fit(model, variables, tx, x, y, steps=4, batch_size=8,
                        freeze_statistics=True)
   before, after = _flat(variables), _flat(out)
   assert before.keys() == after.keys()
@@ -87,7 +88,7 @@ def test_statistics_move_without_freezing(setup):
   # The control: with train=True the same frozen parameters keep their
   # values but BatchNorm's running statistics drift towards the new data.
   model, variables, _, x, y = setup
-  out, _ = ci.fit(model, variables, ci.transfer_optimizer(optax.sgd(0.1)), x, y, steps=2,
+  out, _ = fit(model, variables, ci.transfer_optimizer(optax.sgd(0.1)), x, y, steps=2,
                   batch_size=8)
   before, after = _flat(variables), _flat(out)
   np.testing.assert_array_equal(before["params/conv1/conv/kernel"],
@@ -100,7 +101,7 @@ def test_fine_tuning_moves_the_backbone_less(setup):
   model, variables, _, x, y = setup
   def change(backbone_lr):
     tx = ci.transfer_optimizer(optax.sgd(0.1), optax.sgd(backbone_lr))
-    out, _ = ci.fit(model, variables, tx, x, y, steps=2, batch_size=8, freeze_statistics=True)
+    out, _ = fit(model, variables, tx, x, y, steps=2, batch_size=8, freeze_statistics=True)
     return (np.abs(_flat(out)["params/conv2/conv/kernel"]
                    - _flat(variables)["params/conv2/conv/kernel"]).max(),
             _flat(out)["params/head/kernel"])
@@ -116,6 +117,6 @@ def test_fit_checks_its_inputs(setup):
   model, variables, _, x, y = setup
   tx = optax.sgd(0.1)
   with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
-    ci.fit(model, variables, tx, x, y + 3, steps=1, batch_size=8)
+    fit(model, variables, tx, x, y + 3, steps=1, batch_size=8)
   with pytest.raises(ValueError, match=r"batch_size must be in \[1, 24\]"):
-    ci.fit(model, variables, tx, x, y, steps=1, batch_size=32)
+    fit(model, variables, tx, x, y, steps=1, batch_size=32)

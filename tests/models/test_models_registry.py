@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import pytest
 
 from cnnjax import models
+from cnnjax.models import registry
 
 EXPECTED = {"lenet5", "digits_cnn", "alexnet", "vgg11", "vgg16", "vgg11_bn", "vgg16_bn",
             "resnet18", "resnet34", "resnet50", "resnet18_cifar", "resnet34_cifar",
@@ -42,13 +43,28 @@ def test_register_refuses_duplicates_and_non_modules():
   assert "test_not_a_module" not in models.names()
 
 
-def test_register_a_new_partial():
+@pytest.fixture
+def registered_lenet5_same():
+  """Registers ``test_lenet5_same`` for one test and removes it after: the registry stays as imported."""
   name = "test_lenet5_same"
-  if name not in models.names():
-    models.register(name, input_shape=(8, 8, 1))(functools.partial(models.LeNet5, padding="SAME"))
+  models.register(name, input_shape=(8, 8, 1))(functools.partial(models.LeNet5, padding="SAME"))
+  yield name
+  registry.unregister(name)
+
+
+def test_register_a_new_partial(registered_lenet5_same):
+  name = registered_lenet5_same
   spec = models.spec(name)
   assert spec.module_class is models.LeNet5 and spec.input_shape == (8, 8, 1)
   assert models.create(name).padding == "SAME"
+
+
+def test_unregister_removes_and_refuses_unknown_names():
+  models.register("test_unregistered", input_shape=(8, 8, 1))(models.LeNet5)
+  assert registry.unregister("test_unregistered").module_class is models.LeNet5
+  assert "test_unregistered" not in models.names()
+  with pytest.raises(ValueError, match="unknown model 'test_unregistered'"):
+    registry.unregister("test_unregistered")
 
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet18_cifar", "mobilenet_v2", "vgg11",

@@ -9,22 +9,26 @@ from cnnjax.train.steps import AXIS
 
 
 class TinyCNN(nn.Module):
-  """Conv -> BatchNorm(axis_name=AXIS) -> relu -> mean pool -> Dropout -> Dense."""
+  """Conv -> BatchNorm(axis_name) -> relu -> mean pool -> Dropout -> Dense.
+
+  ``axis_name=None`` for the ``'jit'`` strategy (``Parallel.axis_name``).
+  """
   num_classes: int = 3
   dropout_rate: float = 0.0
   dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = AXIS
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = nn.Conv(4, (3, 3), dtype=self.dtype)(x)
-    x = nn.BatchNorm(use_running_average=not train, axis_name=AXIS,
+    x = nn.BatchNorm(use_running_average=not train, axis_name=self.axis_name,
                      momentum=0.5, dtype=self.dtype)(x)
     x = nn.relu(x).mean(axis=(1, 2))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_cnn():
   return TinyCNN
 

@@ -1,6 +1,6 @@
 """One process of the two-process training test (see test_train_multihost.py).
 
-Usage: python multihost_worker.py PORT PROCESS_ID WORKDIR
+Usage: python multihost_worker.py PORT PROCESS_ID WORKDIR [STRATEGY]
 
 Timeouts, so that a lost peer fails the test instead of hanging it:
 ``initialization_timeout=60`` s for both processes to reach the coordinator,
@@ -20,7 +20,7 @@ import jax  # noqa: E402
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
-def main(port: int, process_id: int, workdir: str) -> None:
+def main(port: int, process_id: int, workdir: str, strategy: str = "pmap") -> None:
   jax.distributed.initialize(
       coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id,
       initialization_timeout=60, heartbeat_timeout_seconds=30, shutdown_timeout_seconds=30)
@@ -31,10 +31,10 @@ def main(port: int, process_id: int, workdir: str) -> None:
 
   from cnnjax.train import train_and_evaluate  # noqa: PLC0415
 
-  summary = train_and_evaluate(config(), workdir)
+  summary = train_and_evaluate(config(strategy), workdir)
   print("SUMMARY", summary["test_accuracy"], summary["process_count"], flush=True)
   jax.distributed.shutdown()
 
 
 if __name__ == "__main__":
-  main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+  main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])

@@ -1,0 +1,201 @@
+"""The periodic work of the training loop, as small objects in the way of ``clu.periodic_actions``.
+
+The loop (``cnnjax.train.loop``) runs one step, then calls every action
+whose ``due(step)`` is true with ``run(step, state)``:
+
+* ``ProgressBar``: advances the tqdm bar (every step);
+* ``LogTrain``: fetches the step metrics and writes a ``train`` event
+  (every ``log_every_steps`` and at the last step);
+* ``EndOfEpoch``: the epoch's line, and an evaluation on ``data.eval_split``
+  every ``eval_every_epochs`` epochs and at the last step;
+* ``SaveCheckpoint``: at every epoch end, every ``checkpoint_every_steps``
+  and at the last step.
+
+They share a ``HostMetrics`` buffer: step metrics stay on the device until an
+action needs them, so no step waits for the host except every
+``log_every_steps`` steps. ``clu`` itself is not used: its
+``periodic_actions`` assume its own metric writers and platform hooks, and it
+is not on every package index the project installs from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from cnnjax.train import metrics as metrics_lib
+from cnnjax.train.steps import summarize
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss or its gradient became NaN or Inf."""
+
+
+class HostMetrics:
+  """Step metrics on their way to the host: pending (device), window (since the last log), epoch."""
+
+  def __init__(self, host_metrics: Callable[[Any], dict], last_checkpoint: Callable[[], str],
+               max_in_flight: int | None = None):
+    self._host = host_metrics
+    self._where = last_checkpoint
+    self._max_in_flight = max_in_flight
+    self.pending: list[Any] = []
+    self.window: list[dict] = []
+    self.epoch: list[dict] = []
+
+  def add(self, device_metrics: Any) -> None:
+    """Queues a step's metrics; waits for an older step if ``max_in_flight`` are running."""
+    self.pending.append(device_metrics)
+    if self._max_in_flight and len(self.pending) > self._max_in_flight:
+      jax.block_until_ready(self.pending[-self._max_in_flight - 1])
+
+  def fetch(self, step: int) -> None:
+    """Moves pending metrics to the host; a ``NonFiniteLossError`` for a NaN/Inf loss or gradient."""
+    first = step - len(self.pending) + 1
+    host = [self._host(m) for m in self.pending]
+    self.pending.clear()
+    bad = metrics_lib.first_nonfinite(host, first)
+    if bad is not None:
+      raise NonFiniteLossError(
+          f"the training loss or its gradient became NaN/Inf at step {bad}; {self._where()}. "
+          f"Lower optimizer.learning_rate, set optimizer.grad_clip_norm, or set "
+          f"skip_nonfinite=True to skip such updates.")
+    self.window.extend(host)
+    self.epoch.extend(host)
+
+
+class Every:
+  """Due every ``steps`` steps (0: never), at ``extra(step)`` steps, and at the last step."""
+
+  def __init__(self, steps: int, final_step: int, extra: Callable[[int], bool] | None = None):
+    self.steps, self.final_step, self.extra = int(steps or 0), final_step, extra
+
+  def due(self, step: int) -> bool:
+    return (step == self.final_step or (self.steps > 0 and step % self.steps == 0)
+            or (self.extra is not None and self.extra(step)))
+
+
+class ProgressBar:
+  """The progress display on process 0 (or nothing); ``say`` prints above it."""
+
+  def __init__(self, enabled: bool, total: int, initial: int, desc: str, quiet: bool = False):
+    self.bar = None
+    if enabled and not quiet:
+      # A tqdm bar on a terminal; without one, a plain line every few seconds.
+      self.bar = metrics_lib.progress_bar(total, initial, desc)
+    self.quiet = quiet
+
+  def due(self, step: int) -> bool:
+    return self.bar is not None
+
+  def run(self, step: int, state: Any) -> None:
+    self.bar.update(1)
+
+  def say(self, line: str) -> None:
+    if self.quiet:
+      return
+    (self.bar.write if self.bar is not None else print)(line)
+
+  def postfix(self, event: dict) -> None:
+    if self.bar is not None:
+      self.bar.set_postfix(loss=f"{event['loss']:.4f}", acc=f"{event['accuracy']:.3f}",
+                           img_s=f"{event['images_per_sec']:.0f}")
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
+
+
+class LogTrain(Every):
+  """A ``train`` event every ``log_every_steps``: summed metrics, images/s, learning rate."""
+
+  def __init__(self, every: int, experiment, start_step: int, host: HostMetrics,
+               writer: metrics_lib.MetricsWriter, console: ProgressBar):
+    super().__init__(every, experiment.total_steps)
+    self.exp, self.start_step, self.host = experiment, start_step, host
+    self.writer, self.console = writer, console
+    self.window_start = time.time()
+    self.train_images, self.train_time = 0, 0.0
+
+  def run(self, step: int, state: Any) -> None:
+    self.host.fetch(step)
+    window = self.host.window
+    elapsed = time.time() - self.window_start
+    images = len(window) * self.exp.config.batch_size
+    if step - len(window) > self.start_step:  # Leave the compiling window out.
+      self.train_images += images
+      self.train_time += elapsed
+    event = self.writer.write_summed(
+        step, "train", window, images_per_sec=images / max(elapsed, 1e-9),
+        learning_rate=float(self.exp.learning_rate(step - 1)),
+        epoch=step / self.exp.steps_per_epoch)
+    self.console.postfix(event)
+    window.clear()
+    self.window_start = time.time()
+
+  @property
+  def images_per_sec(self) -> float | None:
+    return self.train_images / self.train_time if self.train_time > 0 else None
+
+
+def evaluate(experiment, state: Any, loader) -> dict[str, float]:
+  """Loss, accuracy and count of ``state`` over one pass of ``loader``."""
+  parallel = experiment.parallel
+  outputs = [experiment.eval_step(state, parallel.shard_batch(batch)) for batch in loader]
+  return summarize(metrics_lib.sum_metrics([parallel.host_metrics(m) for m in outputs]))
+
+
+class EndOfEpoch(Every):
+  """At each epoch's end: the epoch's line; an evaluation every ``eval_every_epochs``."""
+
+  def __init__(self, experiment, host: HostMetrics, writer: metrics_lib.MetricsWriter,
+               console: ProgressBar):
+    super().__init__(experiment.steps_per_epoch, experiment.total_steps)
+    self.exp, self.host, self.writer, self.console = experiment, host, writer, console
+    self.history: dict[str, Any] = {}
+
+  def run(self, step: int, state: Any) -> None:
+    exp, config = self.exp, self.exp.config
+    self.host.fetch(step)
+    epoch = int(np.ceil(step / exp.steps_per_epoch))
+    line = f"epoch {epoch}/{int(np.ceil(exp.num_epochs))} step {step}"
+    if self.host.epoch:
+      train = summarize(metrics_lib.sum_metrics(self.host.epoch))
+      self.host.epoch.clear()
+      line += f": train loss {train['loss']:.4f} acc {train['accuracy']:.4f}"
+      self.history["train"] = train
+    if epoch % config.eval_every_epochs == 0 or step == exp.total_steps:
+      result = evaluate(exp, state, exp.eval_loader)
+      self.writer.write(step, "eval", dict(result, epoch=step / exp.steps_per_epoch))
+      line += f" | {config.data.eval_split} loss {result['loss']:.4f} acc {result['accuracy']:.4f}"
+      if step == exp.total_steps:
+        self.history["final_eval"] = result
+    self.console.say(line)
+
+
+class SaveCheckpoint(Every):
+  """Checkpoints at epoch ends, every ``checkpoint_every_steps`` and at the last step."""
+
+  def __init__(self, experiment, checkpointer, host: HostMetrics):
+    spe = experiment.steps_per_epoch
+    super().__init__(experiment.config.checkpoint_every_steps, experiment.total_steps,
+                     extra=lambda step: step % spe == 0)
+    self.exp, self.checkpointer, self.host = experiment, checkpointer, host
+    self.last_step = checkpointer.latest_step()
+    self.saved_at: int | None = None
+
+  def where(self) -> str:
+    """Where the newest good state is, for error messages."""
+    if self.last_step is None:
+      return "no checkpoint was written yet"
+    return f"the last good checkpoint is step {self.last_step} in {self.checkpointer.directory}"
+
+  def run(self, step: int, state: Any) -> None:
+    self.host.fetch(step)  # Never checkpoint a NaN state.
+    items = self.exp.parallel.host_state(state).checkpoint_items()
+    self.checkpointer.save(step, items, self.exp.train_loader.get_state())
+    self.last_step = self.saved_at = step

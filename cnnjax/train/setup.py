@@ -1,0 +1,240 @@
+"""Everything a run needs before its first step, built from a config or given as objects.
+
+``build(config, model=..., data=..., devices=...)`` returns an ``Experiment``:
+the model, the data set and its loaders, the length of training, the
+learning-rate schedule (built once: the optimizer follows it and the logs
+report it), the optimizer, the device layout (``Parallel``) and the compiled
+steps. Names in the config are the default way to get a model
+(``model.name``, ``models.create``) and a data set (``data.name``); passing
+objects skips them:
+
+* ``model``: any ``flax.linen.Module`` called as ``model(x, train=...)``. If it
+  has an ``axis_name`` field (the zoo's models do), the engine sets it to the
+  strategy's axis (``AXIS`` under pmap/shard_map, ``None`` under jit).
+* ``data``: any object with ``name``, ``num_classes``, ``image_shape``
+  ``(H, W, C)``, ``splits`` (names) and ``loader(split, *, train, batch_size,
+  seed, subset=None)`` returning a loader like ``cnnjax.data.make_loader``'s
+  (iterable of batches, ``steps_per_epoch``, ``get_state``/``set_state``).
+  ``NamedData(config)`` is the default, over ``cnnjax.data``.
+
+Nothing here writes to the run directory or compiles a step; the
+``Experiment``'s ``train_step``/``eval_step`` compile on first call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection
+from typing import Any, Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from cnnjax.train import optim
+from cnnjax.train.parallel import Parallel
+from cnnjax.train.state import TrainState, create_train_state
+from cnnjax.train.steps import eval_step, train_step
+
+
+class DataSet(Protocol):
+  """What the engine needs from a data set (``NamedData`` is the default one)."""
+
+  name: str
+  num_classes: int
+  image_shape: tuple[int, ...]
+  splits: Collection[str]
+
+  def loader(self, split: str, *, train: bool, batch_size: int, seed: int,
+             subset: int | None = None) -> Any:
+    """Batches of ``split`` (see ``cnnjax.data.make_loader``)."""
+
+
+class NamedData:
+  """The data set ``config.data`` names, through ``cnnjax.data`` (resolved once)."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    from cnnjax import data as data_lib  # noqa: PLC0415
+
+    self._config = config.data
+    self.name = config.data.name
+    info = data_lib.dataset_info(self.name, data_dir=config.data.data_dir,
+                                 image_size=config.data.image_size or None)
+    self.info = info
+    self.num_classes = info.num_classes
+    self.image_shape = tuple(info.image_shape)
+    self.splits = tuple(info.splits)
+
+  def loader(self, split: str, *, train: bool, batch_size: int, seed: int,
+             subset: int | None = None):
+    """``cnnjax.data.make_loader`` with the config's pipeline, directory and image size."""
+    from cnnjax import data as data_lib  # noqa: PLC0415
+    c = self._config
+    return data_lib.make_loader(
+        self.name, split, batch_size=batch_size, train=train, seed=seed,
+        data_dir=c.data_dir, pipeline=c.pipeline, subset=subset,
+        worker_count=c.worker_count, image_size=c.image_size or None)
+
+
+def check_splits(config: ml_collections.ConfigDict, data: DataSet) -> None:
+  """A ``ValueError`` naming the splits if the config's are not all in ``data``."""
+  for split in {config.data.train_split, config.data.eval_split, config.data.test_split}:
+    if split not in data.splits:
+      raise ValueError(
+          f"data set {data.name!r} has no split {split!r}; its splits are "
+          f"{sorted(data.splits)} (config keys data.train_split/eval_split/test_split)")
+
+
+def model_from_config(config: ml_collections.ConfigDict, num_classes: int,
+                      axis_name: str | None) -> nn.Module:
+  """``models.create(config.model.name, **config.model.kwargs)`` for ``num_classes`` labels."""
+  from cnnjax import models  # noqa: PLC0415
+
+  entry = models.spec(config.model.name)  # ValueError listing the names.
+  fields = set(entry.fields())
+  kwargs = dict(config.model.kwargs)
+  if kwargs.get("num_classes", num_classes) != num_classes:
+    # Labels would reach num_classes - 1 of the data set: one_hot of a label
+    # out of range is all zeros, a silently wrong loss.
+    raise ValueError(
+        f"model.kwargs.num_classes={kwargs['num_classes']!r} does not match data set "
+        f"{config.data.name!r}, whose labels are 0..{num_classes - 1} "
+        f"({num_classes} classes); remove model.kwargs.num_classes (it is taken "
+        f"from the data set) or set it to {num_classes}")
+  kwargs["num_classes"] = num_classes
+  if "axis_name" in fields:
+    kwargs["axis_name"] = axis_name
+  dtype = jnp.dtype(config.model.dtype)
+  if "dtype" in fields:
+    kwargs["dtype"] = dtype
+  elif dtype != jnp.float32:
+    raise ValueError(
+        f"model {config.model.name!r} has no dtype field, so model.dtype must be "
+        f"'float32', got {config.model.dtype!r}")
+  return models.create(config.model.name, **kwargs)
+
+
+def adapt_model(model: nn.Module, axis_name: str | None) -> nn.Module:
+  """``model`` with its ``axis_name`` field (if any) set to the strategy's axis."""
+  if not isinstance(model, nn.Module):
+    raise TypeError(
+        f"model must be a flax.linen.Module instance called as model(x, train=...), "
+        f"got {type(model).__name__}")
+  names = {f.name for f in dataclasses.fields(model)}
+  if "axis_name" in names and getattr(model, "axis_name") != axis_name:
+    return model.clone(axis_name=axis_name)
+  return model
+
+
+def step_options(config: ml_collections.ConfigDict, num_classes: int) -> dict[str, Any]:
+  """The static keyword arguments of ``train_step`` the config asks for."""
+  options: dict[str, Any] = dict(num_classes=num_classes,
+                                 label_smoothing=float(config.label_smoothing),
+                                 skip_nonfinite=bool(config.skip_nonfinite))
+  if config.augment or config.mixup_alpha > 0 or config.cutmix_alpha > 0:
+    from cnnjax.data import augment as augment_lib  # noqa: PLC0415
+    if config.augment:
+      options["augment"] = augment_lib.build(config.augment)
+    if config.mixup_alpha > 0:
+      options.update(mixup=augment_lib.mixup, mixup_alpha=float(config.mixup_alpha))
+    if config.cutmix_alpha > 0:
+      options.update(cutmix=augment_lib.cutmix, cutmix_alpha=float(config.cutmix_alpha))
+  return options
+
+
+def compile_steps(parallel: Parallel, options: dict[str, Any],
+                  train_fn: Callable = train_step,
+                  eval_fn: Callable = eval_step) -> tuple[Callable, Callable]:
+  """``train_fn``/``eval_fn`` bound to ``options`` and the strategy's axis, mapped by ``parallel``.
+
+  The two functions are the pluggable part of the engine: any
+  ``fn(state, batch, *, axis_name, **options) -> (state, metrics)`` and
+  ``fn(state, batch, *, axis_name) -> metrics`` returning the sums of
+  ``cnnjax.train.steps`` serve.
+  """
+  axis = parallel.axis_name
+  p_train = parallel.train_step(lambda s, b: train_fn(s, b, axis_name=axis, **options))
+  p_eval = parallel.eval_step(lambda s, b: eval_fn(s, b, axis_name=axis))
+  return p_train, p_eval
+
+
+@dataclasses.dataclass
+class Experiment:
+  """A run's objects before its first step (see ``build``)."""
+
+  config: ml_collections.ConfigDict
+  model: nn.Module
+  data: DataSet
+  parallel: Parallel
+  train_loader: Any
+  eval_loader: Any
+  steps_per_epoch: int
+  total_steps: int
+  num_epochs: float
+  learning_rate: optax.Schedule
+  tx: optax.GradientTransformation
+  train_step: Callable
+  eval_step: Callable
+
+  def init_state(self) -> TrainState:
+    """The step-0 ``TrainState`` on the host (numpy), from ``config.seed``."""
+    return jax.device_get(create_train_state(
+        self.model, self.tx, seed=self.config.seed, input_shape=(1, *self.data.image_shape)))
+
+  def abstract_state(self) -> TrainState:
+    """The state's shapes and dtypes (``jax.eval_shape``; nothing allocated)."""
+    return jax.eval_shape(lambda: create_train_state(
+        self.model, self.tx, seed=self.config.seed, input_shape=(1, *self.data.image_shape)))
+
+  def test_loader(self):
+    """One pass over ``data.test_split``."""
+    return self.data.loader(self.config.data.test_split, train=False,
+                            batch_size=self.config.eval_batch_size, seed=self.config.seed)
+
+
+def build(config: ml_collections.ConfigDict, *, model: nn.Module | None = None,
+          data: DataSet | None = None,
+          devices: list[jax.Device] | None = None) -> Experiment:
+  """Checks and builds everything ``config`` (or the given objects) describe; compiles nothing.
+
+  Raises:
+    ValueError: an unknown strategy, model or data set name, a missing
+      split, a batch size the devices do not divide, a ``num_classes`` that
+      does not match the data set (``DatasetNotPreparedError`` for a data set
+      that is not prepared).
+    TypeError: ``model`` is not a linen module.
+  """
+  parallel = Parallel(config.strategy, devices)
+  parallel.check_batch_size(config.batch_size, "batch_size")
+  parallel.check_batch_size(config.eval_batch_size, "eval_batch_size")
+  if model is None:
+    from cnnjax import models  # noqa: PLC0415
+    models.spec(config.model.name)  # An unknown name fails before the data set is read.
+  if data is None:
+    data = NamedData(config)
+  check_splits(config, data)
+  if model is None:
+    model = model_from_config(config, data.num_classes, parallel.axis_name)
+  else:
+    model = adapt_model(model, parallel.axis_name)
+  options = step_options(config, data.num_classes)
+  train_loader = data.loader(config.data.train_split, train=True, batch_size=config.batch_size,
+                             seed=config.seed, subset=config.data.train_subset)
+  eval_loader = data.loader(config.data.eval_split, train=False,
+                            batch_size=config.eval_batch_size, seed=config.seed)
+  steps_per_epoch = train_loader.steps_per_epoch
+  total_steps = (int(config.num_train_steps) if config.num_train_steps > 0
+                 else max(1, int(round(config.num_epochs * steps_per_epoch))))
+  num_epochs = total_steps / steps_per_epoch
+  learning_rate = optim.create_learning_rate_schedule(
+      config.schedule, config.optimizer.learning_rate, steps_per_epoch, num_epochs)
+  tx = optim.create_optimizer(config.optimizer, config.schedule, steps_per_epoch, num_epochs,
+                              learning_rate=learning_rate)
+  p_train, p_eval = compile_steps(parallel, options)
+  return Experiment(config=config, model=model, data=data, parallel=parallel,
+                    train_loader=train_loader, eval_loader=eval_loader,
+                    steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                    num_epochs=num_epochs, learning_rate=learning_rate, tx=tx,
+                    train_step=p_train, eval_step=p_eval)
