@@ -277,7 +277,7 @@ def conv(
             _zero_pad(x, p), w, (1,) * rank, d, g, **options))
   elif lowering == "taps" and w.shape[-2] == 1 and feature_group_count > 1:
     y = conv_fast.conv_depthwise_taps(
-        x, w, strides=strides, pads=pads, rhs_dilation=rhs_dilation, precision=precision)
+        x, w, strides=strides, pads=pads, rhs_dilation=rhs_dilation, **options)
   elif lowering == "taps":
     y = conv_fast.conv_tap_matmul(x, w, pads, rhs_dilation, feature_group_count, strides,
                                   **options)

@@ -146,6 +146,7 @@ def conv_depthwise_taps(
     pads: Pads,
     rhs_dilation: Sequence[int],
     precision: lax.PrecisionLike = None,
+    preferred_element_type: jnp.dtype | None = None,
 ) -> Array:
   """Depthwise convolution (``groups == C_in``) as one shifted multiply-add per kernel tap.
 
@@ -161,6 +162,8 @@ def conv_depthwise_taps(
     strides, rhs_dilation: one int per spatial axis.
     pads: zero pads ``(lo, hi)``, one per spatial axis.
     precision: unused by elementwise products; accepted for a uniform call.
+    preferred_element_type: the dtype products are summed in and returned
+      (default: the promoted dtype of ``x`` and ``w``), as for ``lax``.
 
   Returns:
     ``(N, *spatial_out, C * m)``.
@@ -174,7 +177,7 @@ def conv_depthwise_taps(
   out_shape = tuple(
       (image.shape[1 + a] - ((kernel[a] - 1) * rhs_dilation[a] + 1)) // strides[a] + 1
       for a in range(rank))
-  dtype = jnp.result_type(x, w)
+  dtype = jnp.result_type(x, w) if preferred_element_type is None else preferred_element_type
   weights = w.reshape(*kernel, c, m).astype(dtype)
   acc = None
   for t in itertools.product(*(range(k) for k in kernel)):
