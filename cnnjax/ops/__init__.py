@@ -1,4 +1,4 @@
-"""Pure array functions: convolution (three formulations), pooling, arithmetic.
+"""Pure array functions: convolution (several formulations), pooling, arithmetic.
 
 ``ops.collectives`` holds ``pmean``/``psum`` that skip an axis of one device;
 ``ops.conv_fast`` the convolution formulations for shapes XLA:CPU is slow on;
