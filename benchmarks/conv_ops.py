@@ -8,8 +8,11 @@ needs), float32, NHWC for JAX and NCHW for PyTorch. Contenders:
 
 * ``lax``: ``ops.conv(..., lowering='lax')`` (``lax.conv_general_dilated``);
 * ``chunked``: ``ops.conv(..., lowering='chunked')`` (``lax`` on chunks of
-  ``ops.conv.CHUNK_BATCH`` examples);
+  ``ops.lowering.CHUNK_BATCH`` examples);
 * ``matmul``: ``ops.conv(..., lowering='matmul')`` (im2col, one matrix product);
+* ``subpixel``, ``taps``, ``per_group``: ``ops.conv_fast``'s formulations
+  (transposed by output phase; depthwise by shifted multiply-adds; grouped as
+  one convolution per group), timed only on the shapes they are for;
 * ``flax``: ``flax.linen.Conv`` / ``ConvTranspose`` on the same shape;
 * ``torch``: ``torch.nn.functional.conv2d`` / ``conv_transpose2d``.
 
@@ -75,10 +78,12 @@ SHAPES = (
     Shape("resnet-cifar 3x3 256 b128", 128, 8, 256, 256, 3, padding=1),
     Shape("resnet50 stem 7x7 s2 b16", 16, 224, 3, 64, 7, 2, 3, input_grad=False),
     Shape("resnet50 1x1 256->64 b16", 16, 56, 256, 64, 1),
+    Shape("depthwise 3x3 64ch b64 32x32", 64, 32, 64, 64, 3, padding=1, groups=64),
     Shape("depthwise 3x3 32ch b64", 64, 56, 32, 32, 3, padding=1, groups=32),
     Shape("depthwise 3x3 144ch s2 b64", 64, 56, 144, 144, 3, 2, 1, groups=144),
     Shape("depthwise 3x3 512ch b64", 64, 14, 512, 512, 3, padding=1, groups=512),
     Shape("grouped 3x3 128ch g8 b64", 64, 28, 128, 128, 3, padding=1, groups=8),
+    Shape("transposed 4x4 64->64 s2 b32", 32, 16, 64, 64, 4, 2, 1, transpose=True),
     Shape("transposed 3x3 64->32 s2 b64", 64, 16, 64, 32, 3, 2, 1, transpose=True),
     Shape("transposed 4x4 128->64 s2 b32", 32, 16, 128, 64, 4, 2, 1, transpose=True),
 )
@@ -86,10 +91,15 @@ SHAPES = (
 SMOKE_SHAPES = (
     Shape("smoke conv", 2, 8, 3, 4, 3, padding=1, input_grad=False),
     Shape("smoke depthwise", 2, 8, 4, 4, 3, padding=1, groups=4),
+    Shape("smoke grouped", 2, 8, 4, 4, 3, padding=1, groups=2),
     Shape("smoke transposed", 2, 4, 4, 2, 3, 2, 1, transpose=True),
 )
 
-CONTENDERS = ("lax", "chunked", "matmul", "flax", "torch")
+CONTENDERS = ("lax", "chunked", "matmul", "subpixel", "taps", "per_group", "flax", "torch")
+#: The formulations timed only on the shapes they are for.
+_SPECIFIC = {"subpixel": lambda s: s.transpose,
+             "taps": lambda s: s.groups > 1 and s.groups == s.c_in,
+             "per_group": lambda s: 1 < s.groups < s.c_in}
 
 
 def jax_arguments(s: Shape) -> dict[str, Any]:
@@ -248,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{s.name}:", flush=True)
     x, w, g = operands(s)
     group = [torch_contender(s, x, w, g) if c == "torch" else jax_contender(s, c, x, w, g)
-             for c in contenders]
+             for c in contenders if c not in _SPECIFIC or _SPECIFIC[c](s)]
     _common.interleave(group, args.seconds, args.rounds)
     summaries = {}
     reference = None
@@ -269,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         sm["ms"] = 1e3 / sm["median"]  # One item per step: median steps/s -> ms.
       summaries[c.name] = sm
     ms = {k: v.get("ms", math.nan) for k, v in summaries.items()}
-    jax_best = min((ms[k], k) for k in ("lax", "chunked", "matmul", "flax") if k in ms)
+    jax_best = min((ms[k], k) for k in CONTENDERS if k in ms and k != "torch")
     choice = auto_choice(s)
     entry = {"shape": dataclasses.asdict(s), "auto": choice, "contenders": summaries,
              "ms": ms, "auto_ms": ms.get(choice, math.nan)}
@@ -278,14 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     loser = "" if "torch" not in ms or ms.get(choice, math.nan) <= 1.05 * ms["torch"] else "torch"
     rows.append([s.name] + [f"{ms[k]:.2f}" if k in ms and not math.isnan(ms[k]) else "—"
                             for k in CONTENDERS] +
-                [choice, f"{ms.get(choice, math.nan) / fast:.2f}", loser or "", jax_best[1]])
+                [choice, f"{ms.get(choice, math.nan) / fast:.2f}",
+                 f"{ms['torch'] / ms.get(choice, math.nan):.2f}" if "torch" in ms else "—",
+                 loser or "", jax_best[1]])
   record["environment"]["loadavg_at_end"] = os.getloadavg()
   record["failures"] = failures
   _common.write_json(args.out, record)
   print()
   print(_common.markdown_table(
-      ["shape (NHWC)", "lax ms", "chunked ms", "matmul ms", "flax ms", "torch ms", "auto picks",
-       "auto / fastest", "slower than", "fastest JAX"], rows))
+      ["shape (NHWC)", *(f"{k} ms" for k in CONTENDERS), "auto picks",
+       "auto / fastest", "torch / auto", "slower than", "fastest JAX"], rows))
   print(f"\nwritten {args.out}; load average {os.getloadavg()}")
   for f in failures:
     print("FAILED:", f)

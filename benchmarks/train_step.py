@@ -20,6 +20,7 @@ one step) separately. Run it on an idle machine::
 
   python benchmarks/train_step.py                       # both models, batch 128, 10 s each
   python benchmarks/train_step.py --models lenet5 --batch 128,256 --lowerings auto,lax
+  python benchmarks/train_step.py --models mobilenet_v2 --contenders cnnjax,torch   # no Flax twin
   python benchmarks/train_step.py --smoke               # a few steps of everything, for tests
 """
 
@@ -39,7 +40,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
-MODELS = ("lenet5", "resnet18_cifar")
+MODELS = ("lenet5", "resnet18_cifar", "mobilenet_v2")
+#: Models with a hand-written ``flax.linen`` twin (``flax_model``).
+FLAX_MODELS = ("lenet5", "resnet18_cifar")
 CONTENDERS = ("cnnjax", "flax", "torch", "torch_compile")
 NUM_CLASSES = 10
 LEARNING_RATE = 1e-3
@@ -178,7 +181,44 @@ def flax_model(model_name: str):
       x = x.mean(axis=(1, 2))
       return nn.Dense(NUM_CLASSES)(x)
 
-  return {"lenet5": LeNet5, "resnet18_cifar": ResNet18Cifar}[model_name]()
+  class InvertedResidual(nn.Module):
+    def __init__(self, c_in, c_out, expand, stride):
+      super().__init__()
+      hidden = round(c_in * expand)
+      layers = [] if expand == 1 else [nn.Conv2d(c_in, hidden, 1, bias=False), bn(hidden), nn.ReLU6()]
+      layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), bn(hidden),
+                 nn.ReLU6(), nn.Conv2d(hidden, c_out, 1, bias=False), bn(c_out)]
+      self.body = nn.Sequential(*layers)
+      self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+      y = self.body(x)
+      return x + y if self.residual else y
+
+  class MobileNetV2(nn.Module):
+    # cnnjax's mobilenet_v2 at width 1 on 32x32 images: stem 3x3/2 to 32, the paper's 17
+    # inverted residual blocks, 1x1 to 1280, pool, dropout 0.2, head.
+    def __init__(self):
+      super().__init__()
+      from cnnjax.models.mobilenet import MOBILENET_V2_CONFIG
+      blocks, c_in = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), bn(32), nn.ReLU6()], 32
+      for t, c, n, stride in MOBILENET_V2_CONFIG:
+        for i in range(n):
+          blocks.append(InvertedResidual(c_in, c, t, stride if i == 0 else 1))
+          c_in = c
+      blocks += [nn.Conv2d(c_in, 1280, 1, bias=False), bn(1280), nn.ReLU6()]
+      self.features = nn.Sequential(*blocks)
+      self.dropout = nn.Dropout(0.2)
+      self.head = nn.Linear(1280, NUM_CLASSES)
+      lecun_(self.head)
+      for m in self.modules():
+        if isinstance(m, nn.Conv2d):  # He normal, fan-out, as cnnjax's.
+          nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+      return self.head(self.dropout(torch.mean(self.features(x), dim=(2, 3))))
+
+  return {"lenet5": LeNet5, "resnet18_cifar": ResNet18Cifar, "mobilenet_v2": MobileNetV2}[model_name]()
 
 
 def flax_contender(model_name: str, images: np.ndarray, labels: np.ndarray) -> _common.Contender:
@@ -229,7 +269,7 @@ def flax_contender(model_name: str, images: np.ndarray, labels: np.ndarray) -> _
 
 
 def torch_model(model_name: str):
-  """The same two networks in PyTorch, NCHW, with the Flax/cnnjax initialisation scheme."""
+  """The same networks in PyTorch, NCHW, with the Flax/cnnjax initialisation scheme."""
   import torch
   from torch import nn
 
@@ -295,7 +335,44 @@ def torch_model(model_name: str):
     def forward(self, x):
       return self.head(torch.mean(self.blocks(self.stem(x)), dim=(2, 3)))
 
-  return {"lenet5": LeNet5, "resnet18_cifar": ResNet18Cifar}[model_name]()
+  class InvertedResidual(nn.Module):
+    def __init__(self, c_in, c_out, expand, stride):
+      super().__init__()
+      hidden = round(c_in * expand)
+      layers = [] if expand == 1 else [nn.Conv2d(c_in, hidden, 1, bias=False), bn(hidden), nn.ReLU6()]
+      layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), bn(hidden),
+                 nn.ReLU6(), nn.Conv2d(hidden, c_out, 1, bias=False), bn(c_out)]
+      self.body = nn.Sequential(*layers)
+      self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x):
+      y = self.body(x)
+      return x + y if self.residual else y
+
+  class MobileNetV2(nn.Module):
+    # cnnjax's mobilenet_v2 at width 1 on 32x32 images: stem 3x3/2 to 32, the paper's 17
+    # inverted residual blocks, 1x1 to 1280, pool, dropout 0.2, head.
+    def __init__(self):
+      super().__init__()
+      from cnnjax.models.mobilenet import MOBILENET_V2_CONFIG
+      blocks, c_in = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), bn(32), nn.ReLU6()], 32
+      for t, c, n, stride in MOBILENET_V2_CONFIG:
+        for i in range(n):
+          blocks.append(InvertedResidual(c_in, c, t, stride if i == 0 else 1))
+          c_in = c
+      blocks += [nn.Conv2d(c_in, 1280, 1, bias=False), bn(1280), nn.ReLU6()]
+      self.features = nn.Sequential(*blocks)
+      self.dropout = nn.Dropout(0.2)
+      self.head = nn.Linear(1280, NUM_CLASSES)
+      lecun_(self.head)
+      for m in self.modules():
+        if isinstance(m, nn.Conv2d):  # He normal, fan-out, as cnnjax's.
+          nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+      return self.head(self.dropout(torch.mean(self.features(x), dim=(2, 3))))
+
+  return {"lenet5": LeNet5, "resnet18_cifar": ResNet18Cifar, "mobilenet_v2": MobileNetV2}[model_name]()
 
 
 def torch_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
@@ -337,7 +414,7 @@ def build(contender: str, model_name: str, images, labels, lowerings,
       out.append(cnnjax_contender(model_name, images, labels, lowerings[0], keep_collectives=True))
     return out
   if contender == "flax":
-    return [flax_contender(model_name, images, labels)]
+    return [flax_contender(model_name, images, labels)] if model_name in FLAX_MODELS else []
   return [torch_contender(model_name, images, labels, compiled=contender == "torch_compile")]
 
 

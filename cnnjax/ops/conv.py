@@ -15,44 +15,39 @@ kernels ``(*spatial, C_in / groups, C_out)``, outputs ``(N, *spatial', C_out)``.
 
 * ``conv``: what layers and models use; lowered to ``lax.conv_general_dilated``
   or, where that is measured to be slower (some shapes on CPU), to the
-  ``conv_matmul`` formulation (``lowering=``, ``choose_lowering``).
+  ``conv_matmul`` formulation or one of ``ops.conv_fast``'s (``lowering=``;
+  the policy that picks one is ``ops.lowering``).
 * ``conv_reference``: loops over output positions and kernel taps, the
   definition above written out. Slow; the ground truth of the test suite.
 * ``conv_matmul``: im2col, every patch extracted then one grouped matrix
   product. A third, independent formulation, and on some shapes the fastest.
 
 ``conv`` also has a ``'chunked'`` lowering: ``lax.conv_general_dilated`` on
-consecutive chunks of ``CHUNK_BATCH`` examples, concatenated. The same
+consecutive chunks of ``ops.lowering.CHUNK_BATCH`` examples, concatenated. The same
 function (examples are independent), but XLA:CPU computes the kernel gradient
 of a whole batch of 128 or 256 two to twenty times slower than the sum of the
 kernel gradients of its chunks of 16, so on CPU this is the fast path for most
-layers (``choose_lowering``).
+layers (``ops.lowering.choose_lowering``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from cnnjax.ops import arithmetic
+from cnnjax.ops import arithmetic, conv_fast
+from cnnjax.ops import lowering as policy
 from cnnjax.ops.arithmetic import PaddingLike
+# The policy's names, re-exported where they were first defined.
+from cnnjax.ops.lowering import LOWERINGS, choose_lowering, default_lowering  # noqa: F401
 
 Array = jax.Array
 IntSeq = int | Sequence[int] | None
-
-#: Values of ``conv``'s ``lowering`` argument.
-LOWERINGS = ("auto", "lax", "chunked", "matmul")
-
-_DEFAULT_LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "cnnjax_conv_lowering", default="auto")
 
 _LAYOUT = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
@@ -160,6 +155,12 @@ def pad_spatial(x: Array, pads: Sequence[tuple[int, int]], mode: str, value: flo
   return jnp.pad(x, widths, mode=mode)
 
 
+def _zero_pad(x: Array, pads: Sequence[tuple[int, int]]) -> Array:
+  """Zero-pads (negative: crops) the spatial axes of ``(N, *spatial, C)``."""
+  config = ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0))
+  return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
 def dilate_spatial(x: Array, dilation: Sequence[int]) -> Array:
   """Inserts ``d - 1`` zeros between neighbouring elements of each spatial axis."""
   if all(d == 1 for d in dilation):
@@ -167,109 +168,6 @@ def dilate_spatial(x: Array, dilation: Sequence[int]) -> Array:
   shape = (x.shape[0], *(arithmetic.dilated_size(n, d) for n, d in zip(x.shape[1:-1], dilation)), x.shape[-1])
   index = (slice(None), *(slice(None, None, d) for d in dilation), slice(None))
   return jnp.zeros(shape, x.dtype).at[index].set(x)
-
-
-def _check_lowering(lowering: Any) -> str:
-  if lowering not in LOWERINGS:
-    raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
-  return lowering
-
-
-@contextlib.contextmanager
-def default_lowering(lowering: str) -> Iterator[None]:
-  """Within the block, ``conv(..., lowering='auto')`` means ``lowering``.
-
-  For switching the convolutions of a whole model at trace time without
-  rebuilding it, e.g. to measure one lowering against another::
-
-    with ops.default_lowering('lax'):
-      step = jax.jit(train_step).lower(state, batch).compile()
-
-  ``'auto'`` restores ``choose_lowering``. Explicit ``lowering='lax'``,
-  ``'chunked'`` or ``'matmul'`` arguments are not affected. The setting is
-  read when a function is traced, so it applies to what is traced (or
-  retraced) inside the block.
-  """
-  token = _DEFAULT_LOWERING.set(_check_lowering(lowering))
-  try:
-    yield
-  finally:
-    _DEFAULT_LOWERING.reset(token)
-
-
-#: On CPU ``choose_lowering`` picks ``'matmul'`` for grouped (depthwise)
-#: convolutions with at least this many input channels.
-MATMUL_MIN_GROUPED_CHANNELS = 64
-#: Examples per chunk of the ``'chunked'`` lowering.
-CHUNK_BATCH = 16
-#: ``choose_lowering`` chunks a convolution only if it has at least this many
-#: output positions per example (smaller maps, e.g. ResNet's last 4x4 stage,
-#: are faster whole).
-CHUNK_MIN_POSITIONS = 64
-
-
-def choose_lowering(
-    x_shape: Sequence[int],
-    w_shape: Sequence[int],
-    *,
-    strides: IntSeq = None,
-    padding: PaddingLike = "VALID",
-    lhs_dilation: IntSeq = None,
-    rhs_dilation: IntSeq = None,
-    feature_group_count: int = 1,
-    backend: str | None = None,
-) -> str:
-  """The lowering ``conv(..., lowering='auto')`` uses: ``'lax'``, ``'chunked'`` or ``'matmul'``.
-
-  The rule follows the sweep of ``benchmarks/conv_ops.py`` (forward plus
-  backward, float32, XLA:CPU; the numbers are in ``BENCHMARKS.md``):
-
-  * on any backend but CPU (GPU, TPU), always ``'lax'``: cuDNN and the TPU
-    convolution emitters are the fast path there;
-  * on CPU, ``'matmul'`` (``conv_matmul``: im2col and one matrix product) for
-
-    - an input-dilated (transposed) convolution: XLA:CPU's gradients of
-      ``lhs_dilation`` convolutions are several times slower than the
-      product over the dilated input;
-    - a grouped convolution with at least ``MATMUL_MIN_GROUPED_CHANNELS``
-      input channels (depthwise and grouped layers of MobileNet, ResNeXt):
-      XLA:CPU's grouped convolution backward is 3x to 15x slower than the
-      grouped product;
-    - a 1x1 convolution, which is a matrix product;
-
-  * on CPU, ``'chunked'`` (``lax`` on chunks of ``CHUNK_BATCH`` examples) for
-    a batch larger than ``CHUNK_BATCH`` with at least ``CHUNK_MIN_POSITIONS``
-    output positions per example: XLA:CPU's kernel gradient, a contraction
-    of the long ``N * H * W`` axis into a small kernel, slows down
-    super-linearly with the batch (forward and backward at batch 128:
-    LeNet-5's first layer 9.8 ms whole, 1.9 ms chunked; ResNet-18's 3x3
-    64-channel layer 278 ms and 140 ms);
-  * ``'lax'`` otherwise (small batches, small maps, narrow grouped
-    convolutions).
-
-  Args:
-    x_shape: input shape ``(N, *spatial, C_in)``.
-    w_shape: kernel shape ``(*spatial_k, C_in / groups, C_out)``.
-    strides, padding, lhs_dilation, rhs_dilation, feature_group_count: as
-      ``conv``'s.
-    backend: ``'cpu'``, ``'gpu'``, ``'tpu'``; default ``jax.default_backend()``.
-  """
-  backend = jax.default_backend() if backend is None else backend
-  if backend != "cpu":
-    return "lax"
-  rank = len(w_shape) - 2
-  kernel = tuple(w_shape[:-2])
-  if any(d != 1 for d in arithmetic._tuple(lhs_dilation, rank, "lhs_dilation")):
-    return "matmul"
-  if feature_group_count != 1:
-    return "matmul" if x_shape[-1] >= MATMUL_MIN_GROUPED_CHANNELS else "lax"
-  if all(k == 1 for k in kernel):
-    return "matmul"
-  out = arithmetic.conv_output_shape(
-      tuple(x_shape[1:-1]), kernel, strides, padding, rhs_dilation, lhs_dilation)
-  if x_shape[0] > CHUNK_BATCH and int(np.prod(out)) >= CHUNK_MIN_POSITIONS:
-    return "chunked"
-  return "lax"
 
 
 def conv(
@@ -304,12 +202,17 @@ def conv(
     feature_group_count: grouped convolution; ``C_in`` and ``C_out`` must be
       divisible by it. ``C_in`` groups of one channel is a depthwise conv.
     precision, preferred_element_type: passed to lax.
-    lowering: ``'lax'`` (``lax.conv_general_dilated``), ``'chunked'``
-      (``lax.conv_general_dilated`` on consecutive chunks of ``CHUNK_BATCH``
-      examples, concatenated), ``'matmul'`` (the ``conv_matmul``
-      formulation): the same function, other code. ``'auto'`` (default):
-      ``choose_lowering``'s pick for this shape and the default backend, or
-      the lowering set by ``default_lowering``.
+    lowering: the same function, other code. ``'lax'``
+      (``lax.conv_general_dilated``); ``'chunked'`` (``lax`` on consecutive
+      chunks of ``ops.lowering.CHUNK_BATCH`` examples, concatenated);
+      ``'matmul'`` (``conv_matmul``, im2col); ``'subpixel'`` (an
+      input-dilated convolution as one convolution per output phase,
+      ``conv_fast.conv_subpixel``; strides must be 1; without input dilation
+      it is ``'matmul'``); ``'taps'`` (one shifted multiply-add per kernel tap
+      for a depthwise convolution, one shifted matrix product per tap
+      otherwise); ``'per_group'`` (one convolution per group). ``'auto'``
+      (default): ``ops.choose_lowering``'s pick for this shape and the
+      default backend, or the lowering set by ``ops.default_lowering``.
 
   Returns:
     ``(N, *spatial_out, C_out)`` with ``spatial_out`` as
@@ -318,44 +221,74 @@ def conv(
   Raises:
     ValueError / TypeError: for wrong ranks, channel mismatches (including a
     channels-first input), bad groups, a kernel larger than the padded input,
-    integer arrays, or an unknown ``lowering``, naming the expected and
-    received shapes or dtypes.
+    integer arrays, an unknown ``lowering`` or ``'subpixel'`` with strides,
+    naming the expected and received shapes or dtypes.
   """
-  _check_lowering(lowering)
+  policy.check_lowering(lowering)
   rank, strides, lhs_dilation, rhs_dilation, mode, pads = _normalize(
       x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
   if lowering == "auto":
-    lowering = _DEFAULT_LOWERING.get()
+    lowering = policy.current_default()
   if lowering == "auto":
-    lowering = choose_lowering(
+    lowering = policy.choose_lowering(
         x.shape, w.shape, strides=strides, padding=pads, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, feature_group_count=feature_group_count)
+  dilated = any(d != 1 for d in lhs_dilation)
+  if lowering == "subpixel" and not dilated:
+    lowering = "matmul"  # One phase: the sub-pixel formulation is its im2col inner product.
   if lowering == "matmul":
     return conv_matmul(
         x, w, b, strides=strides, padding=padding,
         lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
         feature_group_count=feature_group_count, precision=precision,
         preferred_element_type=preferred_element_type)
-  if mode != "constant":
-    # Wrapped/reflected values are real data, so they are materialised; lax
-    # itself only pads with zeros.
+  if lowering == "subpixel" and any(s != 1 for s in strides):
+    raise ValueError(
+        f"lowering='subpixel' computes input-dilated convolutions with strides 1, "
+        f"got strides={strides} with lhs_dilation={lhs_dilation}; use 'matmul' or 'lax'")
+  if mode != "constant" or (dilated and lowering not in ("lax", "chunked", "subpixel")):
+    # Wrapped/reflected values are real data, so they are materialised (lax
+    # itself only pads with zeros); so is the input dilation for the
+    # formulations that do not take it.
     x = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
     pads = ((0, 0),) * rank
     lhs_dilation = (1,) * rank
+  options = dict(precision=precision, preferred_element_type=preferred_element_type)
 
-  def lax_conv(x):
+  def lax_conv(x, w, pads, rhs_dilation, groups, window_strides=strides):
     return lax.conv_general_dilated(
-        x, w, window_strides=strides, padding=pads, lhs_dilation=lhs_dilation,
+        x, w, window_strides=window_strides, padding=pads, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=_LAYOUT[rank],
-        feature_group_count=feature_group_count, precision=precision,
-        preferred_element_type=preferred_element_type)
+        feature_group_count=groups, **options)
 
-  n = x.shape[0]
-  if lowering == "chunked" and n > CHUNK_BATCH:
-    y = jnp.concatenate(
-        [lax_conv(x[i:i + CHUNK_BATCH]) for i in range(0, n, CHUNK_BATCH)], axis=0)
+  def chunked_conv(x, w, pads, rhs_dilation, groups, window_strides=strides):
+    n, chunk = x.shape[0], policy.CHUNK_BATCH
+    if n <= chunk:
+      return lax_conv(x, w, pads, rhs_dilation, groups, window_strides)
+    return jnp.concatenate(
+        [lax_conv(x[i:i + chunk], w, pads, rhs_dilation, groups, window_strides)
+         for i in range(0, n, chunk)], axis=0)
+
+  if lowering == "subpixel":
+    y = conv_fast.conv_subpixel(
+        x, w, pads=pads, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+        feature_group_count=feature_group_count,
+        inner=lambda x, w, p, d, g: _im2col(
+            _zero_pad(x, p), w, (1,) * rank, d, g, **options))
+  elif lowering == "taps" and w.shape[-2] == 1 and feature_group_count > 1:
+    y = conv_fast.conv_depthwise_taps(
+        x, w, strides=strides, pads=pads, rhs_dilation=rhs_dilation, **options)
+  elif lowering == "taps":
+    y = conv_fast.conv_tap_matmul(x, w, pads, rhs_dilation, feature_group_count, strides,
+                                  **options)
+  elif lowering == "per_group":
+    y = conv_fast.conv_per_group(
+        x, w, strides=strides, pads=pads, rhs_dilation=rhs_dilation,
+        feature_group_count=feature_group_count, inner=chunked_conv)
+  elif lowering == "chunked":
+    y = chunked_conv(x, w, pads, rhs_dilation, feature_group_count)
   else:
-    y = lax_conv(x)
+    y = lax_conv(x, w, pads, rhs_dilation, feature_group_count)
   if b is not None:
     y = y + b.astype(y.dtype)
   return y
@@ -475,18 +408,26 @@ def conv_matmul(
   rank, strides, lhs_dilation, rhs_dilation, mode, pads = _normalize(
       x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
   image = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
+  y = _im2col(image, w, strides, rhs_dilation, feature_group_count, precision=precision,
+              preferred_element_type=preferred_element_type)
+  if b is not None:
+    y = y + b.astype(y.dtype)
+  return y
+
+
+def _im2col(image: Array, w: Array, strides: Sequence[int], rhs_dilation: Sequence[int],
+            groups: int, *, precision: lax.PrecisionLike = None,
+            preferred_element_type: Any = None) -> Array:
+  """``conv_matmul`` of an already padded and dilated input: patches, then one product."""
   kernel = tuple(w.shape[:-2])
   patches = extract_patches(image, kernel, strides, rhs_dilation)
   n, out_shape, taps = patches.shape[0], patches.shape[1:-2], patches.shape[-2]
-  groups, c_out = feature_group_count, w.shape[-1]
-  c_in_g = x.shape[-1] // groups
+  c_out = w.shape[-1]
+  c_in_g = image.shape[-1] // groups
   cols = patches.reshape(-1, taps, groups, c_in_g).transpose(0, 2, 1, 3)
   cols = cols.reshape(-1, groups, taps * c_in_g)
   mat = w.reshape(taps, c_in_g, groups, c_out // groups).transpose(2, 0, 1, 3)
   mat = mat.reshape(groups, taps * c_in_g, c_out // groups)
   y = jnp.einsum("pgk,gko->pgo", cols, mat, precision=precision,
                  preferred_element_type=preferred_element_type)
-  y = y.reshape(n, *out_shape, c_out)
-  if b is not None:
-    y = y + b.astype(y.dtype)
-  return y
+  return y.reshape(n, *out_shape, c_out)

@@ -42,9 +42,10 @@ def test_conv_ops_smoke(tmp_path):
   # The script cross-checks every contender's gradients and fails on a mismatch.
   assert record["failures"] == []
   names = [r["shape"]["name"] for r in record["results"]]
-  assert names == ["smoke conv", "smoke depthwise", "smoke transposed"]
+  assert names == ["smoke conv", "smoke depthwise", "smoke grouped", "smoke transposed"]
   for r in record["results"]:
-    assert r["auto"] in ("lax", "matmul")
+    assert r["auto"] in ("lax", "matmul", "taps", "per_group", "subpixel")
+    assert r["auto"] in r["ms"]
     assert {"lax", "matmul", "flax"} <= set(r["ms"])
 
 

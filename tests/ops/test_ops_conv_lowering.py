@@ -1,4 +1,8 @@
-"""``ops.conv``'s lowering choice: 'matmul' and 'chunked' equal 'lax'; the 'auto' rule; overrides."""
+"""``ops.conv``'s lowering choice: 'matmul' and 'chunked' equal 'lax'; the 'auto' rule; overrides.
+
+The formulations of ``ops.conv_fast`` ('subpixel', 'taps', 'per_group') are
+held to ``conv_reference`` in ``test_ops_conv_fast.py``.
+"""
 
 import importlib
 
@@ -33,7 +37,7 @@ def _operands(case, seed=0):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['x']}-{c['kwargs']}")
 def test_lowering_equals_lax(case, lowering, monkeypatch):
   # Chunks of one example, so every case has several chunks (and a last one).
-  monkeypatch.setattr(importlib.import_module("cnnjax.ops.conv"), "CHUNK_BATCH", 1)
+  monkeypatch.setattr(ops.lowering, "CHUNK_BATCH", 1)
   x, w, b = _operands(case)
 
   def loss(lowering, x, w, b):
@@ -61,7 +65,7 @@ def _conv_count(fn, *args):
 def test_lowering_selects_the_formulation():
   x, w = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
   assert "conv_general_dilated" in _primitives(lambda x, w: ops.conv(x, w, lowering="lax"), x, w)
-  chunk = importlib.import_module("cnnjax.ops.conv").CHUNK_BATCH
+  chunk = ops.lowering.CHUNK_BATCH
   big = jnp.ones((2 * chunk + 1, 8, 8, 3))
   assert _conv_count(lambda x, w: ops.conv(x, w, lowering="chunked"), big, w) == 3
   assert _conv_count(lambda x, w: ops.conv(x, w, lowering="lax"), big, w) == 1
@@ -71,7 +75,7 @@ def test_lowering_selects_the_formulation():
 
 def test_auto_rule():
   cpu = dict(backend="cpu")
-  conv_lib = importlib.import_module("cnnjax.ops.conv")
+  conv_lib = ops.lowering
   # Off CPU, always lax, whatever the shape.
   for backend in ("gpu", "tpu"):
     assert ops.choose_lowering((512, 32, 32, 3), (5, 5, 3, 6), backend=backend) == "lax"
@@ -82,14 +86,17 @@ def test_auto_rule():
   # 1x1 convolutions are matrix products.
   assert ops.choose_lowering((16, 56, 56, 256), (1, 1, 256, 64), **cpu) == "matmul"
   assert ops.choose_lowering((128, 32, 32, 64), (1, 1, 64, 128), strides=2, **cpu) == "matmul"
-  # Input-dilated (transposed) convolutions.
-  assert ops.choose_lowering((8, 16, 16, 64), (3, 3, 64, 32), lhs_dilation=2, **cpu) == "matmul"
-  # Grouped: wide ones by matmul, narrow ones by lax.
-  wide = conv_lib.MATMUL_MIN_GROUPED_CHANNELS
-  assert ops.choose_lowering((8, 14, 14, wide), (3, 3, 1, wide), feature_group_count=wide,
+  # Input-dilated (transposed) convolutions: by output phase; with window strides, im2col.
+  assert ops.choose_lowering((8, 16, 16, 64), (3, 3, 64, 32), lhs_dilation=2, **cpu) == "subpixel"
+  assert ops.choose_lowering((8, 16, 16, 64), (3, 3, 64, 32), lhs_dilation=2, strides=2,
                              **cpu) == "matmul"
-  assert ops.choose_lowering((8, 14, 14, wide // 2), (3, 3, 1, wide // 2),
-                             feature_group_count=wide // 2, **cpu) == "lax"
+  # Depthwise (one input channel per group, any multiplier) by taps, other grouped per group.
+  for c in (8, 512):
+    assert ops.choose_lowering((8, 14, 14, c), (3, 3, 1, c), feature_group_count=c, **cpu) == "taps"
+    assert ops.choose_lowering((8, 14, 14, c), (3, 3, 1, 2 * c), feature_group_count=c,
+                               **cpu) == "taps"
+  assert ops.choose_lowering((64, 28, 28, 128), (3, 3, 16, 128), feature_group_count=8,
+                             **cpu) == "per_group"
   # Batches larger than a chunk, on maps of at least CHUNK_MIN_POSITIONS positions: chunked.
   chunk, positions = conv_lib.CHUNK_BATCH, conv_lib.CHUNK_MIN_POSITIONS
   assert ops.choose_lowering((chunk + 1, 32, 32, 3), (5, 5, 3, 6), **cpu) == "chunked"
@@ -108,8 +115,8 @@ def test_auto_rule():
 def test_auto_follows_the_rule_and_the_override():
   big, w = jnp.ones((512, 32, 32, 3)), jnp.ones((5, 5, 3, 6))
   expected = ops.choose_lowering(big.shape, w.shape)
-  chunks = 512 // importlib.import_module("cnnjax.ops.conv").CHUNK_BATCH
-  count = {"lax": 1, "chunked": chunks, "matmul": 0}[expected]
+  chunks = 512 // ops.lowering.CHUNK_BATCH
+  count = {"lax": 1, "chunked": chunks, "matmul": 0, "taps": 0}[expected]
   assert _conv_count(lambda x, w: ops.conv(x, w), big, w) == count
   with ops.default_lowering("matmul"):
     assert "conv_general_dilated" not in _primitives(lambda x, w: ops.conv(x, w), big, w)
@@ -118,6 +125,17 @@ def test_auto_follows_the_rule_and_the_override():
         lambda x, w: ops.conv(x, w, lowering="lax"), big, w)
   with ops.default_lowering("lax"):
     assert _conv_count(lambda x, w: ops.conv(x, w), big, w) == 1
+
+
+def test_policy_lives_in_its_own_module():
+  # Re-exported for callers of ops and of ops.conv; defined once, in ops.lowering.
+  conv_module = importlib.import_module("cnnjax.ops.conv")
+  assert ops.choose_lowering is ops.lowering.choose_lowering is conv_module.choose_lowering
+  assert ops.default_lowering is ops.lowering.default_lowering
+  assert ops.LOWERINGS == ops.lowering.LOWERINGS
+  with ops.default_lowering("lax"):
+    assert ops.lowering.current_default() == "lax"
+  assert ops.lowering.current_default() == "auto"
 
 
 def test_unknown_lowering_is_an_error():

@@ -1,0 +1,294 @@
+"""Convolution formulations for the shapes ``lax.conv_general_dilated`` is slow on (on CPU).
+
+Each function computes exactly ``ops.conv``'s function for the arguments it
+accepts, from ordinary operations whose gradients are fast: no input dilation
+(``lhs_dilation``) anywhere in the forward pass or in what ``jax.grad``
+derives from it, and no grouped ``conv_general_dilated``.
+
+* ``conv_subpixel``: a transposed (input-dilated) convolution as ``s**rank``
+  ordinary stride-1 convolutions of the undilated input, one per output phase
+  (sub-pixel, or phase, decomposition), interleaved. The zeros of the dilated
+  input are never multiplied.
+* ``conv_depthwise_taps``: a depthwise convolution (one group per input
+  channel) as ``prod(kernel)`` shifted multiply-adds, one per kernel tap,
+  which XLA fuses into one elementwise pass over the input.
+* ``conv_per_group``: a grouped convolution as one ordinary convolution per
+  group, concatenated along channels.
+
+They take the arguments already normalised by ``ops.conv`` (tuples of one int
+per spatial axis, explicit ``(lo, hi)`` zero pads), and ``inner``, the function
+that computes each ordinary convolution they are made of (``ops.conv`` passes
+``lax`` on the whole batch or on chunks, following ``ops.choose_lowering``).
+Use them through ``ops.conv(..., lowering='subpixel' | 'taps' | 'per_group')``;
+``ops.lowering.choose_lowering`` says when each is chosen and why.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+Pads = Sequence[tuple[int, int]]
+#: ``inner(x, w, pads, rhs_dilation, feature_group_count) -> y``: an ordinary
+#: (stride 1 unless stated, undilated input) convolution, ``x`` ``(N, *spatial, C)``.
+InnerConv = Callable[..., Array]
+
+
+def _axis_phases(n: int, k: int, s: int, d: int, lo: int, hi: int):
+  """Per output phase of one axis: the kernel taps it uses and where they read.
+
+  The input dilated by ``s`` and padded by ``(lo, hi)`` is
+  ``z[j] = x[(j - lo) / s]`` where that is a whole index in ``[0, n)``, else 0,
+  and the stride-1 output is ``y[i] = sum_t w[t] * z[i + t * d]``. For the
+  outputs ``i = s * q + r`` of phase ``r`` only the taps ``t`` with
+  ``(r + t * d - lo) % s == 0`` meet a non-zero; they form the progression
+  ``t0, t0 + p, ...`` (``p = s / gcd(d, s)``) and read
+  ``x[q + base + j * dd]`` (``dd = d / gcd(d, s)``).
+
+  Returns ``(out_len, q_len, phases)`` with ``phases[r] = None`` (no tap) or
+  ``(t0, p, taps, dd, pad_lo, pad_hi)``, the pads of ``x`` for a stride-1
+  convolution of the sub-kernel ``w[t0::p]`` with dilation ``dd`` giving
+  ``q_len`` outputs.
+  """
+  out_len = (n - 1) * s + 1 + lo + hi - (k - 1) * d
+  q_len = -(-out_len // s)
+  g = math.gcd(d, s)
+  p, dd = s // g, d // g
+  phases = []
+  for r in range(s):
+    t0 = next((t for t in range(min(k, p)) if (r + t * d - lo) % s == 0), None)
+    if t0 is None:
+      phases.append(None)
+      continue
+    taps = len(range(t0, k, p))
+    base = (r + t0 * d - lo) // s
+    pad_lo = -base
+    pad_hi = (q_len - 1) + base + (taps - 1) * dd - (n - 1)
+    phases.append((t0, p, taps, dd, pad_lo, pad_hi))
+  return out_len, q_len, phases
+
+
+def conv_subpixel(
+    x: Array,
+    w: Array,
+    *,
+    pads: Pads,
+    lhs_dilation: Sequence[int],
+    rhs_dilation: Sequence[int],
+    feature_group_count: int,
+    inner: InnerConv,
+) -> Array:
+  """Input-dilated, stride-1 convolution as a sum over output phases of ordinary ones.
+
+  Args:
+    x: ``(N, *spatial, C_in)``.
+    w: ``(*kernel, C_in / groups, C_out)``.
+    pads: zero pads ``(lo, hi)`` of the dilated input, one per spatial axis
+      (negative crops).
+    lhs_dilation, rhs_dilation: one int per spatial axis.
+    feature_group_count: passed to every phase's convolution.
+    inner: computes each phase's stride-1 convolution of the undilated input.
+
+  Returns:
+    ``(N, *spatial_out, C_out)``, equal to ``lax.conv_general_dilated`` with
+    ``window_strides=1`` and these pads and dilations. Phases that no kernel
+    tap reaches (possible when ``rhs_dilation`` shares a factor with
+    ``lhs_dilation``) are zeros.
+  """
+  rank = len(lhs_dilation)
+  kernel = w.shape[:rank]
+  axes = [_axis_phases(x.shape[1 + a], kernel[a], lhs_dilation[a], rhs_dilation[a], *pads[a])
+          for a in range(rank)]
+  q_shape = tuple(q for _, q, _ in axes)
+  n, c_out = x.shape[0], w.shape[-1]
+  dtype = jnp.result_type(x, w)
+  outs = []
+  for phase in itertools.product(*(range(s) for s in lhs_dilation)):
+    per_axis = [axes[a][2][phase[a]] for a in range(rank)]
+    if any(p is None for p in per_axis):
+      outs.append(None)
+      continue
+    index = tuple(slice(t0, None, p) for t0, p, *_ in per_axis)
+    sub = w[index]
+    y = inner(x, sub, tuple((lo, hi) for *_, lo, hi in per_axis),
+              tuple(dd for *_, dd, _, _ in per_axis), feature_group_count)
+    outs.append(y)
+  template = next((y for y in outs if y is not None), None)
+  if template is None:
+    out_shape = tuple(o for o, _, _ in axes)
+    return jnp.zeros((n, *out_shape, c_out), dtype)
+  outs = [jnp.zeros_like(template) if y is None else y for y in outs]
+  if len(outs) == 1:
+    y = outs[0]
+  else:
+    # (S, N, *Q, C) with S = prod(s) phases in row-major order, to
+    # (N, Q_1, s_1, ..., Q_r, s_r, C): output index q * s + r on each axis.
+    y = jnp.stack(outs).reshape(*lhs_dilation, n, *q_shape, c_out)
+    order = [rank]
+    for a in range(rank):
+      order += [rank + 1 + a, a]
+    order.append(2 * rank + 1)
+    y = y.transpose(order).reshape(n, *(q * s for q, s in zip(q_shape, lhs_dilation)), c_out)
+  return y[(slice(None), *(slice(0, o) for o, _, _ in axes))]
+
+
+def conv_depthwise_taps(
+    x: Array,
+    w: Array,
+    *,
+    strides: Sequence[int],
+    pads: Pads,
+    rhs_dilation: Sequence[int],
+    precision: lax.PrecisionLike = None,
+    preferred_element_type: jnp.dtype | None = None,
+) -> Array:
+  """Depthwise convolution (``groups == C_in``) as one shifted multiply-add per kernel tap.
+
+  ``out[n, i, c * m + j] = sum_t x_pad[n, i * stride + t * dilation, c] * w[t, 0, c * m + j]``
+  for a channel multiplier ``m = C_out / C_in``: a sum of ``prod(kernel)``
+  strided slices of the padded input, each scaled per channel. Its gradients
+  are pads (for the input) and per-tap reductions (for the kernel), all
+  elementwise or reductions that XLA fuses; no convolution primitive.
+
+  Args:
+    x: ``(N, *spatial, C)``.
+    w: ``(*kernel, 1, C * m)``.
+    strides, rhs_dilation: one int per spatial axis.
+    pads: zero pads ``(lo, hi)``, one per spatial axis.
+    precision: unused by elementwise products; accepted for a uniform call.
+    preferred_element_type: the dtype products are summed in and returned
+      (default: the promoted dtype of ``x`` and ``w``), as for ``lax``.
+
+  Returns:
+    ``(N, *spatial_out, C * m)``.
+  """
+  del precision  # Elementwise products in the input dtype: no precision knob.
+  rank = len(strides)
+  kernel = w.shape[:rank]
+  c = x.shape[-1]
+  m = w.shape[-1] // c
+  image = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+  out_shape = tuple(
+      (image.shape[1 + a] - ((kernel[a] - 1) * rhs_dilation[a] + 1)) // strides[a] + 1
+      for a in range(rank))
+  dtype = jnp.result_type(x, w) if preferred_element_type is None else preferred_element_type
+  weights = w.reshape(*kernel, c, m).astype(dtype)
+  acc = None
+  for t in itertools.product(*(range(k) for k in kernel)):
+    start = (0, *(t[a] * rhs_dilation[a] for a in range(rank)), 0)
+    limit = (image.shape[0], *(start[1 + a] + (out_shape[a] - 1) * strides[a] + 1 for a in range(rank)),
+             c)
+    tap = lax.slice(image, start, limit, (1, *strides, 1)).astype(dtype)
+    term = tap[..., None] * weights[t]
+    acc = term if acc is None else acc + term
+  return acc.reshape(*acc.shape[:-2], c * m)
+
+
+def conv_tap_matmul(
+    x: Array,
+    w: Array,
+    pads: Pads,
+    rhs_dilation: Sequence[int],
+    feature_group_count: int = 1,
+    strides: Sequence[int] | None = None,
+    *,
+    precision: lax.PrecisionLike = None,
+    preferred_element_type: jnp.dtype | None = None,
+) -> Array:
+  """Convolution as a sum over kernel taps of (grouped) matrix products of shifted inputs.
+
+  ``out = sum_t slice_t(x_pad) @ w[t]`` where ``slice_t`` is the strided window
+  of the padded input under tap ``t``, and ``@`` contracts the ``C_in / G``
+  channels of each group. Unlike im2col (``ops.conv_matmul``) no patch tensor
+  is built; unlike XLA:CPU's convolution, the kernel gradient is one matrix
+  product per tap (``slice_t(x_pad)^T @ g``) whatever the batch, and the
+  input gradient a sum of padded products.
+
+  The argument order (``x, w, pads, rhs_dilation, feature_group_count,
+  strides``) is that of the ``inner`` convolutions of ``conv_subpixel`` and
+  ``conv_per_group``, so it can be passed as one.
+
+  Args:
+    x: ``(N, *spatial, C_in)``.
+    w: ``(*kernel, C_in / G, C_out)``.
+    pads: zero pads ``(lo, hi)`` per spatial axis (negative crops).
+    rhs_dilation: kernel dilation per spatial axis.
+    feature_group_count: ``G``.
+    strides: per spatial axis, default 1.
+    precision, preferred_element_type: passed to the products.
+
+  Returns:
+    ``(N, *spatial_out, C_out)``.
+  """
+  rank = x.ndim - 2
+  strides = tuple(strides) if strides is not None else (1,) * rank
+  kernel = w.shape[:rank]
+  groups = feature_group_count
+  c_in_g, c_out_g = w.shape[-2], w.shape[-1] // groups
+  image = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+  out_shape = tuple(
+      (image.shape[1 + a] - ((kernel[a] - 1) * rhs_dilation[a] + 1)) // strides[a] + 1
+      for a in range(rank))
+  acc = None
+  for t in itertools.product(*(range(k) for k in kernel)):
+    start = (0, *(t[a] * rhs_dilation[a] for a in range(rank)), 0)
+    limit = (image.shape[0], *(start[1 + a] + (out_shape[a] - 1) * strides[a] + 1 for a in range(rank)),
+             image.shape[-1])
+    tap = lax.slice(image, start, limit, (1, *strides, 1))
+    if groups == 1:
+      term = jnp.einsum("...c,co->...o", tap, w[t], precision=precision,
+                        preferred_element_type=preferred_element_type)
+    else:
+      tap = tap.reshape(*tap.shape[:-1], groups, c_in_g)
+      mat = w[t].reshape(c_in_g, groups, c_out_g)
+      term = jnp.einsum("...gc,cgo->...go", tap, mat, precision=precision,
+                        preferred_element_type=preferred_element_type)
+      term = term.reshape(*term.shape[:-2], groups * c_out_g)
+    acc = term if acc is None else acc + term
+  return acc
+
+
+def conv_per_group(
+    x: Array,
+    w: Array,
+    *,
+    strides: Sequence[int],
+    pads: Pads,
+    rhs_dilation: Sequence[int],
+    feature_group_count: int,
+    inner: InnerConv,
+) -> Array:
+  """Grouped convolution as one ordinary (ungrouped) convolution per group, concatenated.
+
+  Group ``g`` maps input channels ``[g * C_in/G, (g+1) * C_in/G)`` to output
+  channels ``[g * C_out/G, (g+1) * C_out/G)``: each is a dense convolution,
+  computed by ``inner`` (called as ``inner(x_g, w_g, pads, rhs_dilation, 1,
+  strides)``), whose gradients are ungrouped convolutions too.
+
+  Args:
+    x: ``(N, *spatial, C_in)``.
+    w: ``(*kernel, C_in / G, C_out)``.
+    strides, rhs_dilation: one int per spatial axis.
+    pads: zero pads ``(lo, hi)``, one per spatial axis.
+    feature_group_count: ``G``.
+    inner: the ordinary convolution.
+
+  Returns:
+    ``(N, *spatial_out, C_out)``.
+  """
+  groups = feature_group_count
+  c_in_g = x.shape[-1] // groups
+  c_out_g = w.shape[-1] // groups
+  outs = [inner(x[..., g * c_in_g:(g + 1) * c_in_g], w[..., g * c_out_g:(g + 1) * c_out_g],
+                pads, rhs_dilation, 1, strides)
+          for g in range(groups)]
+  return jnp.concatenate(outs, axis=-1)
+
+
+__all__ = ["conv_depthwise_taps", "conv_per_group", "conv_subpixel", "conv_tap_matmul"]

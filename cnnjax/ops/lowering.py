@@ -1,0 +1,164 @@
+"""Policy: which formulation ``ops.conv(..., lowering='auto')`` computes a convolution with.
+
+``ops.conv`` computes one function whatever its ``lowering``; this module only
+decides, per backend and shape, which code computes it, from measurements
+(``benchmarks/conv_ops.py``, figures in ``BENCHMARKS.md``). Keeping the policy
+here, apart from the formulations in ``ops/conv.py`` and ``ops/conv_fast.py``,
+means a new measurement changes this file only.
+
+* ``choose_lowering``: the per-shape rule ``'auto'`` follows.
+* ``default_lowering``: a context in which ``'auto'`` means another lowering
+  (e.g. ``'lax'`` everywhere, to measure a model against the rule).
+* The thresholds (``CHUNK_BATCH``, ``CHUNK_MIN_POSITIONS``,
+  ``MATMUL_MIN_GROUPED_CHANNELS``) are module constants, read at trace time.
+
+Off CPU (GPU, TPU) the rule is always ``'lax'``: cuDNN and the TPU
+convolution emitters are the fast path there, and none of the CPU
+formulations has been measured faster on those backends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from cnnjax.ops import arithmetic
+from cnnjax.ops.arithmetic import PaddingLike
+
+IntSeq = int | Sequence[int] | None
+
+#: Values of ``conv``'s ``lowering`` argument.
+LOWERINGS = ("auto", "lax", "chunked", "matmul", "subpixel", "taps", "per_group")
+
+#: Examples per chunk of the ``'chunked'`` lowering.
+CHUNK_BATCH = 16
+#: ``choose_lowering`` chunks a convolution only if it has at least this many
+#: output positions per example (smaller maps, e.g. ResNet's last 4x4 stage,
+#: are faster whole).
+CHUNK_MIN_POSITIONS = 64
+
+_DEFAULT_LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "cnnjax_conv_lowering", default="auto")
+
+
+def check_lowering(lowering: Any) -> str:
+  """Returns ``lowering`` if it is one of ``LOWERINGS``, else raises ``ValueError``."""
+  if lowering not in LOWERINGS:
+    raise ValueError(f"lowering must be one of {LOWERINGS}, got {lowering!r}")
+  return lowering
+
+
+def current_default() -> str:
+  """The lowering ``'auto'`` stands for here: ``'auto'`` unless ``default_lowering`` set one."""
+  return _DEFAULT_LOWERING.get()
+
+
+@contextlib.contextmanager
+def default_lowering(lowering: str) -> Iterator[None]:
+  """Within the block, ``conv(..., lowering='auto')`` means ``lowering``.
+
+  For switching the convolutions of a whole model at trace time without
+  rebuilding it, e.g. to measure one lowering against another::
+
+    with ops.default_lowering('lax'):
+      step = jax.jit(train_step).lower(state, batch).compile()
+
+  ``'auto'`` restores ``choose_lowering``. Explicit ``lowering='lax'`` (or
+  any other) arguments are not affected. The setting is read when a function
+  is traced, so it applies to what is traced (or retraced) inside the block.
+  """
+  token = _DEFAULT_LOWERING.set(check_lowering(lowering))
+  try:
+    yield
+  finally:
+    _DEFAULT_LOWERING.reset(token)
+
+
+def choose_lowering(
+    x_shape: Sequence[int],
+    w_shape: Sequence[int],
+    *,
+    strides: IntSeq = None,
+    padding: PaddingLike = "VALID",
+    lhs_dilation: IntSeq = None,
+    rhs_dilation: IntSeq = None,
+    feature_group_count: int = 1,
+    backend: str | None = None,
+) -> str:
+  """The lowering ``conv(..., lowering='auto')`` uses for this shape and backend.
+
+  The rule follows the sweep of ``benchmarks/conv_ops.py`` (forward plus
+  backward, float32; the numbers are in ``BENCHMARKS.md``):
+
+  * on any backend but CPU (GPU, TPU), always ``'lax'``;
+  * on CPU, for an input-dilated (transposed) convolution, ``'subpixel'``:
+    one ordinary convolution of the undilated input per output phase
+    (``ops.conv_fast.conv_subpixel``), 4-25x faster forward plus backward
+    than XLA:CPU's ``lhs_dilation`` convolution and 3.7-5.5x faster than
+    im2col over the dilated input; a transposed convolution that also has
+    window strides is ``'matmul'``;
+  * on CPU, for a depthwise convolution (one input channel per group),
+    ``'taps'``: one shifted multiply-add per kernel tap
+    (``ops.conv_fast.conv_depthwise_taps``), 2.4-3.9x faster than im2col
+    and 3-20x faster than XLA:CPU's grouped convolution at every measured
+    shape;
+  * on CPU, for other grouped convolutions, ``'per_group'``: one ordinary
+    convolution per group (``ops.conv_fast.conv_per_group``), whose
+    gradients are ungrouped convolutions (3.9x faster than im2col and 80x
+    faster than XLA:CPU's grouped convolution on ResNeXt-like 8 groups);
+  * on CPU, ``'matmul'`` (``conv_matmul``: im2col and one matrix product)
+    for 1x1 convolutions, which are matrix products;
+  * on CPU, ``'chunked'`` (``lax`` on chunks of ``CHUNK_BATCH`` examples) for
+    a batch larger than ``CHUNK_BATCH`` with at least ``CHUNK_MIN_POSITIONS``
+    output positions per example: XLA:CPU's kernel gradient, a contraction
+    of the long ``N * H * W`` axis into a small kernel, slows down
+    super-linearly with the batch (forward and backward at batch 128:
+    LeNet-5's first layer 9.8 ms whole, 1.9 ms chunked; ResNet-18's 3x3
+    64-channel layer 278 ms and 140 ms);
+  * ``'lax'`` otherwise (small batches, small maps, narrow grouped
+    convolutions).
+
+  Args:
+    x_shape: input shape ``(N, *spatial, C_in)``.
+    w_shape: kernel shape ``(*spatial_k, C_in / groups, C_out)``.
+    strides, padding, lhs_dilation, rhs_dilation, feature_group_count: as
+      ``conv``'s.
+    backend: ``'cpu'``, ``'gpu'``, ``'tpu'``; default ``jax.default_backend()``.
+
+  Returns:
+    One of ``LOWERINGS`` other than ``'auto'``.
+  """
+  backend = jax.default_backend() if backend is None else backend
+  if backend != "cpu":
+    return "lax"
+  rank = len(w_shape) - 2
+  kernel = tuple(w_shape[:-2])
+  if any(d != 1 for d in arithmetic._tuple(lhs_dilation, rank, "lhs_dilation")):
+    if all(s == 1 for s in arithmetic._tuple(strides, rank, "strides")):
+      return "subpixel"
+    return "matmul"
+  if feature_group_count != 1:
+    return "taps" if w_shape[-2] == 1 else "per_group"
+  if all(k == 1 for k in kernel):
+    return "matmul"
+  out = arithmetic.conv_output_shape(
+      tuple(x_shape[1:-1]), kernel, strides, padding, rhs_dilation, lhs_dilation)
+  if x_shape[0] > CHUNK_BATCH and int(np.prod(out)) >= CHUNK_MIN_POSITIONS:
+    return "chunked"
+  return "lax"
+
+
+__all__ = [
+    "CHUNK_BATCH",
+    "CHUNK_MIN_POSITIONS",
+    "LOWERINGS",
+    "check_lowering",
+    "choose_lowering",
+    "current_default",
+    "default_lowering",
+]

@@ -1,0 +1,199 @@
+"""``ops.conv``'s CPU formulations ('subpixel', 'taps', 'per_group') equal ``conv_reference``.
+
+Values and gradients (input and kernel) over transposed, depthwise and grouped
+cases in 1-D, 2-D and 3-D, with strides, dilations, padding modes, channel
+multipliers and group counts; the sub-pixel formulation's gradients contain
+no input-dilated convolution; forward mode works through every formulation.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax import ops
+
+# Float32 rounding grows at most linearly with the number of products summed
+# into one value; 4 * eps per term, scaled by the largest value compared.
+_EPS = float(np.finfo(np.float32).eps)
+
+
+def _assert_close(actual, expected, terms):
+  expected = np.asarray(expected)
+  scale = max(float(np.max(np.abs(expected))), 1.0)
+  np.testing.assert_allclose(np.asarray(actual), expected, rtol=0, atol=4 * _EPS * terms * scale)
+
+
+# (name, x shape, kernel shape, conv keywords, lowerings that compute it).
+CASES = [
+    ("transposed k3 s2", (2, 2, 2, 3), (3, 3, 3, 2), dict(padding=((1, 2), (1, 2)), lhs_dilation=2),
+     ("subpixel",)),
+    ("transposed k4 s2", (1, 2, 2, 2), (4, 4, 2, 3), dict(padding=((1, 2), (1, 2)), lhs_dilation=2),
+     ("subpixel",)),
+    ("transposed s(3,2) dilated kernel", (1, 2, 2, 2), (3, 2, 2, 2),
+     dict(padding=((1, 1), (2, 1)), lhs_dilation=(3, 2), rhs_dilation=(2, 3)), ("subpixel",)),
+    ("transposed s2 d2: phases without taps", (1, 2, 3, 2), (3, 3, 2, 2),
+     dict(padding=((2, 2), (1, 2)), lhs_dilation=2, rhs_dilation=2), ("subpixel",)),
+    ("transposed grouped", (1, 2, 2, 4), (3, 3, 2, 4), dict(padding=1, lhs_dilation=2, feature_group_count=2),
+     ("subpixel",)),
+    ("transposed 1-D SAME", (2, 5, 3), (4, 3, 2), dict(padding="SAME", lhs_dilation=3), ("subpixel",)),
+    ("transposed 3-D", (1, 2, 2, 2, 2), (2, 2, 2, 2, 2), dict(padding=((1, 0), (0, 0), (0, 1)), lhs_dilation=(2, 1, 2)),
+     ("subpixel",)),
+    ("depthwise", (2, 3, 4, 4), (3, 3, 1, 4), dict(padding=1, feature_group_count=4), ("taps", "per_group")),
+    ("depthwise s2 multiplier 2", (2, 5, 4, 3), (3, 3, 1, 6), dict(padding="SAME", strides=2, feature_group_count=3),
+     ("taps",)),
+    ("depthwise dilated CIRCULAR", (1, 4, 4, 2), (2, 2, 1, 2),
+     dict(padding="CIRCULAR", rhs_dilation=2, feature_group_count=2), ("taps",)),
+    ("depthwise 1-D CAUSAL", (2, 9, 3), (3, 1, 3), dict(padding="CAUSAL", feature_group_count=3), ("taps",)),
+    ("depthwise 3-D REFLECT", (1, 2, 3, 3, 2), (2, 2, 2, 1, 2),
+     dict(padding="REFLECT", strides=(1, 2, 1), feature_group_count=2), ("taps",)),
+    ("grouped 2 groups", (1, 3, 4, 4), (3, 3, 2, 6), dict(padding=1, feature_group_count=2), ("per_group", "taps")),
+    ("grouped 3 groups s2 dilated", (2, 8, 7, 6), (3, 2, 2, 3),
+     dict(padding="VALID", strides=(2, 1), rhs_dilation=(1, 2), feature_group_count=3), ("per_group",)),
+    ("grouped 1-D", (2, 7, 4), (3, 2, 4), dict(padding=2, feature_group_count=2), ("per_group",)),
+    ("dense strided", (2, 5, 5, 3), (3, 3, 3, 4), dict(padding=1, strides=2), ("taps",)),
+]
+
+
+def _operands(case, seed=0):
+  _, xs, ws, _, _ = case
+  kx, kw, kg = jax.random.split(jax.random.key(seed), 3)
+  x = jax.random.normal(kx, xs)
+  w = jax.random.normal(kw, ws)
+  return x, w, kg
+
+
+def _terms(case):
+  """Products summed into one value of the output, or of either gradient (an upper bound)."""
+  _, xs, ws, _, _ = case
+  per_output = int(np.prod(ws[:-1]))
+  return max(per_output * ws[-1], int(np.prod(xs[:-1])) * 4)
+
+
+_DIRECTIONS = 1
+
+
+@functools.cache
+def _reference(index):
+  """``conv_reference``'s output for ``CASES[index]`` and its gradients projected on random directions.
+
+  The convolution is linear in the input and in the kernel, so for a loss
+  ``<conv(x, w), g>`` and any direction ``v``: ``<v, dL/dx> = <conv(v, w), g>``
+  and ``<v, dL/dw> = <conv(x, v), g>``. A random direction each checks the
+  gradients with forward calls of the reference only (its own reverse pass,
+  thousands of small ops, takes minutes), computed once per module run.
+  """
+  case = CASES[index]
+  x, w, kg = _operands(case)
+  fn = functools.partial(ops.conv_reference, **case[3])
+  y = fn(x, w)
+  g = jax.random.normal(kg, y.shape)
+  keys = jax.random.split(jax.random.key(7), 2 * _DIRECTIONS)
+  vxs = [jax.random.normal(k, x.shape) for k in keys[:_DIRECTIONS]]
+  vws = [jax.random.normal(k, w.shape) for k in keys[_DIRECTIONS:]]
+  px = [float(jnp.vdot(fn(v, w), g)) for v in vxs]
+  pw = [float(jnp.vdot(fn(x, v), g)) for v in vws]
+  return y, g, vxs, vws, px, pw
+
+
+@functools.cache
+def _lax_gradients(index):
+  case = CASES[index]
+  x, w, _ = _operands(case)
+  g = _reference(index)[1]
+  return jax.vjp(lambda x, w: ops.conv(x, w, lowering="lax", **case[3]), x, w)[1](g)
+
+
+def _assert_projection(v, grad, expected, terms):
+  # The bound on the rounding of an inner product scales with the sum of |terms|.
+  scale = max(float(jnp.vdot(jnp.abs(v), jnp.abs(grad))), 1.0)
+  assert abs(float(jnp.vdot(v, grad)) - expected) <= 4 * _EPS * terms * scale
+
+
+_PARAMS = [pytest.param(i, lowering, id=f"{case[0]}-{lowering}")
+           for i, case in enumerate(CASES) for lowering in case[4]]
+
+
+@pytest.mark.parametrize("index, lowering", _PARAMS)
+def test_formulation_equals_reference(index, lowering):
+  case = CASES[index]
+  x, w, _ = _operands(case)
+  y_ref, g, vxs, vws, px, pw = _reference(index)
+  y, vjp = jax.vjp(lambda x, w: ops.conv(x, w, lowering=lowering, **case[3]), x, w)
+  dx, dw = vjp(g)
+  terms = _terms(case)
+  assert y.shape == y_ref.shape
+  _assert_close(y, y_ref, terms)
+  for v, p in zip(vxs, px):
+    _assert_projection(v, dx, p, terms * x.size)
+  for v, p in zip(vws, pw):
+    _assert_projection(v, dw, p, terms * w.size)
+  # Whole gradients against lax's (itself held to the reference in test_ops_conv.py).
+  dx_lax, dw_lax = _lax_gradients(index)
+  _assert_close(dx, dx_lax, terms)
+  _assert_close(dw, dw_lax, terms)
+
+
+def _conv_lhs_dilations(jaxpr):
+  """The ``lhs_dilation`` of every convolution in a jaxpr, nested jaxprs included."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated":
+      found.append(tuple(eqn.params["lhs_dilation"]))
+    for param in eqn.params.values():
+      sub = getattr(param, "jaxpr", param)
+      if hasattr(sub, "eqns"):
+        found += _conv_lhs_dilations(sub)
+  return found
+
+
+def test_subpixel_gradients_have_no_input_dilation():
+  x, w = jnp.ones((2, 5, 5, 3)), jnp.ones((4, 4, 3, 2))
+  kwargs = dict(padding=((2, 3), (2, 3)), lhs_dilation=2)
+
+  def loss(lowering, x, w):
+    return jnp.sum(jnp.sin(ops.conv(x, w, lowering=lowering, **kwargs)))
+
+  for lowering in ("subpixel", "auto"):
+    jaxpr = jax.make_jaxpr(jax.grad(functools.partial(loss, lowering), argnums=(0, 1)))(x, w).jaxpr
+    assert all(d == (1, 1) for d in _conv_lhs_dilations(jaxpr)), lowering
+  # The check can fail: lax's own transposed convolution dilates its input.
+  lax_jaxpr = jax.make_jaxpr(jax.grad(functools.partial(loss, "lax"), argnums=(0, 1)))(x, w).jaxpr
+  assert (2, 2) in _conv_lhs_dilations(lax_jaxpr)
+
+
+def test_depthwise_taps_has_no_convolution():
+  x, w = jnp.ones((2, 6, 6, 4)), jnp.ones((3, 3, 1, 4))
+  fn = jax.grad(lambda x, w: jnp.sum(ops.conv(x, w, padding=1, feature_group_count=4, lowering="taps")),
+                argnums=(0, 1))
+  assert _conv_lhs_dilations(jax.make_jaxpr(fn)(x, w).jaxpr) == []
+
+
+@pytest.mark.parametrize("lowering, index", [("subpixel", 0), ("taps", 7), ("per_group", 12)])
+def test_forward_mode_equals_reverse_mode(lowering, index):
+  # <J v, g> == <v, J^T g> for the input and kernel tangents together.
+  case = CASES[index]
+  x, w, kg = _operands(case)
+  vx, vw = jax.random.normal(jax.random.key(3), x.shape), jax.random.normal(jax.random.key(4), w.shape)
+  fn = lambda x, w: ops.conv(x, w, lowering=lowering, **case[3])  # noqa: E731
+  y, jv = jax.jvp(fn, (x, w), (vx, vw))
+  g = jax.random.normal(kg, y.shape)
+  dx, dw = jax.vjp(fn, x, w)[1](g)
+  lhs, rhs = jnp.vdot(jv, g), jnp.vdot(vx, dx) + jnp.vdot(vw, dw)
+  terms = _terms(case) * y.size
+  assert abs(float(lhs - rhs)) <= 4 * _EPS * terms * max(abs(float(rhs)), 1.0)
+
+
+def test_subpixel_with_strides_is_an_error():
+  x, w = jnp.ones((1, 4, 4, 1)), jnp.ones((3, 3, 1, 1))
+  with pytest.raises(ValueError, match="subpixel.*strides"):
+    ops.conv(x, w, strides=2, lhs_dilation=2, padding=1, lowering="subpixel")
+
+
+def test_subpixel_without_input_dilation_is_matmul():
+  x, w = jnp.ones((2, 6, 6, 3)), jnp.ones((3, 3, 3, 4))
+  prims = {e.primitive.name for e in jax.make_jaxpr(
+      lambda x, w: ops.conv(x, w, strides=2, lowering="subpixel"))(x, w).eqns}
+  assert "conv_general_dilated" not in prims and "dot_general" in prims
