@@ -45,6 +45,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from cnnjax import _cache
 from cnnjax.train import config as config_lib
 from cnnjax.train import metrics as metrics_lib
 from cnnjax.train import periodic, runs, setup
@@ -100,15 +101,13 @@ def _stop_on_signals():
 
 
 def _enable_compilation_cache(path: str) -> None:
+  """``cnnjax._cache.enable_compilation_cache`` in ``config.compilation_cache_dir`` ('' = off)."""
   if not path:
     return
-  path = os.path.abspath(os.path.expanduser(path))
   try:
-    os.makedirs(path, exist_ok=True)
+    _cache.enable_compilation_cache(os.path.expanduser(path))
   except OSError as e:
     log.warning("compilation cache disabled: cannot create %s (%s)", path, e)
-    return
-  jax.config.update("jax_compilation_cache_dir", path)
 
 
 def train(exp: setup.Experiment, state: Any, start_step: int, host: periodic.HostMetrics,
