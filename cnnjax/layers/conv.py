@@ -303,6 +303,8 @@ class SeparableConv(_ConvBase):
   def __call__(self, inputs: Array) -> Array:
     """``(N, *spatial, C)`` to ``(N, *spatial_out, features)``."""
     kernel_size = self.kernel_size_tuple()
+    # Checked here too so that errors name the layer the user built.
+    check_layer_input(self.layer_name, inputs, len(kernel_size), kernel_size=self.kernel_size)
     shared = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
                   kernel_init=self.kernel_init)
     y = DepthwiseConv(

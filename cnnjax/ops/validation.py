@@ -104,7 +104,7 @@ def looks_channels_first(shape: Sequence[int], channels: int | None = None, *, i
   * ``images=False`` (a layer's input, which may be a small feature map such
     as ``(N, 3, 3, 512)``): at least 2 spatial axes, axis 1 holds 1, 3 or 4,
     and the last two axes are equal and larger than 4, the square image of
-    a channels-first batch; ``(N, 3, 3, 512)`` or ``(N, 4, 7, 7)`` are not.
+    a channels-first batch; ``(N, 3, 3, 512)`` or ``(N, 7, 7, 3)`` are not.
   """
   shape = tuple(shape)
   if len(shape) < 3:
