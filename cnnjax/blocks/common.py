@@ -130,7 +130,7 @@ def check_image(x: Any, name: str, channels: int | None = None) -> None:
     TypeError: not an array, or not floating.
     ValueError: not rank 4, or ``channels`` given and the last axis differs.
   """
-  validation.check_image(x, name, channels, what=f"{channels} channels")
+  validation.check_image(x, name, channels)
 
 
 class ConvNormAct(nn.Module):

@@ -187,7 +187,7 @@ def check_image(
     name: str,
     channels: int | None = None,
     *,
-    what: str = "channels",
+    what: str | None = None,
     min_size: int = 1,
     images: bool = False,
 ) -> None:
@@ -198,7 +198,7 @@ def check_image(
     name: the block or model, for the message.
     channels: the channel count required, or ``None`` for any.
     what: how ``channels`` was set, quoted in the message (a model's
-      ``input_channels=3``).
+      ``input_channels=3``), or ``None``.
     min_size: the smallest spatial size accepted.
     images: ``x`` is an image batch (a model's input): with ``channels=None``
       refuse an input that looks channels-first (``looks_channels_first``).
@@ -224,7 +224,7 @@ def check_image(
   if channels is not None:
     if c != channels:
       raise ValueError(
-          f"{name} expects NHWC input with {channels} channels ({what}), got shape "
+          f"{name} expects NHWC input with {channels} channels{f' ({what})' if what else ''}, got shape "
           f"{shape} with {c} on the last axis.{channels_first_hint(shape, channels)}")
   elif images and looks_channels_first(shape, images=True):
     raise ValueError(

@@ -21,7 +21,9 @@ SMALL = {
     "textcnn": {"features": 4, "embed_dim": 4},
     **{n: {"num_filters": 4} for n in models.names() if n.startswith("resnet")},
 }
-HEAVY = {"alexnet", "googlenet", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn"}
+# Compile time dominates; these run with the slow marker (in CI all the same).
+HEAVY = {"alexnet", "googlenet", "googlenet_small", "mobilenet_v2", "resnet18", "resnet34",
+         "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn"}
 
 
 def _example(name, batch=2):
@@ -97,7 +99,7 @@ def test_torch_weights_and_checkpoints_load_through_from_linen():
   model = cnnx.models.create("resnet18_cifar", num_filters=4, rngs=nnx.Rngs(0), use_running_average=True)
   linen = models.create("resnet18_cifar", num_filters=4)
   x = _example("resnet18_cifar")
-  variables = linen.init(jax.random.key(9), x, train=False)
+  variables = compiled(lambda x: linen.init(jax.random.key(9), x, train=False), x)(x)
   cnnx.from_linen(model, variables)
   np.testing.assert_array_equal(model.stem.conv.kernel.get_value(), variables["params"]["stem"]["conv"]["kernel"])
   assert jax.tree.structure(cnnx.to_linen(model)) == jax.tree.structure(variables)
@@ -108,7 +110,9 @@ def test_testing_toolkit_works_on_nnx_modules():
   model = cnnx.models.create("resnet18_cifar", num_filters=4, padding="CIRCULAR", downsample="aps",
                              rngs=nnx.Rngs(0), use_running_average=True)
   x = random((2, 16, 16, 3))
+  forward = nnx.jit(lambda model, x: model(x))  # one compilation for every shifted input
+  fn = functools.partial(forward, model)
   # Logits of order 1 from a float32 network: a relative tolerance of a few ulps per layer.
-  scale = float(jnp.max(jnp.abs(model(x))))
+  scale = float(jnp.max(jnp.abs(fn(x))))
   for shift in [(1, 3), (5, 2)]:
-    testing.assert_shift_invariant(model, x, shift, atol=1e-5 * scale, rtol=1e-5)
+    testing.assert_shift_invariant(fn, x, shift, atol=1e-5 * scale, rtol=1e-5)
