@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax import layers
+from cnnjax.ops import validation
 from cnnjax.ops.arithmetic import PaddingLike
 
 Array = jax.Array
@@ -79,8 +80,8 @@ def downsample_def(mode: str, **kwargs: Any) -> ModuleDef | None:
 
 
 def pair(value: int | Sequence[int], rank: int = 2) -> tuple[int, ...]:
-  """An int broadcast to a ``rank``-tuple; a sequence returned as a tuple."""
-  return (value,) * rank if isinstance(value, int) else tuple(value)
+  """An int broadcast to a ``rank``-tuple of positive ints; a sequence checked and returned as a tuple."""
+  return validation.as_tuple(value, rank, "kernel_size or strides")
 
 
 def symmetric_padding(kernel_size: Sequence[int], dilation: int = 1) -> tuple[tuple[int, int], ...]:
@@ -123,27 +124,13 @@ def make_norm(norm: ModuleDef | None, name: str, zero_init: bool = False) -> nn.
 
 
 def check_image(x: Any, name: str, channels: int | None = None) -> None:
-  """Checks that a block's input is a floating ``(N, H, W, C)`` array.
+  """Checks that a block's input is a floating ``(N, H, W, C)`` array (``ops.validation.check_image``).
 
   Raises:
     TypeError: not an array, or not floating.
     ValueError: not rank 4, or ``channels`` given and the last axis differs.
   """
-  if not hasattr(x, "shape"):
-    raise TypeError(f"{name} expects an array (N, H, W, C), got {type(x).__name__}")
-  if x.ndim != 4:
-    raise ValueError(
-        f"{name} expects a rank-4 input (N, H, W, C), channels last; got shape "
-        f"{tuple(x.shape)} (rank {x.ndim})")
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"{name} expects a floating input, got dtype {x.dtype}")
-  if channels is not None and x.shape[-1] != channels:
-    hint = ""
-    if x.shape[1] == channels:
-      hint = " It looks channels-first (NCHW); transpose with jnp.moveaxis(x, 1, -1)."
-    raise ValueError(
-        f"{name} expects NHWC input with {channels} channels on the last axis, "
-        f"got shape {tuple(x.shape)}.{hint}")
+  validation.check_image(x, name, channels)
 
 
 class ConvNormAct(nn.Module):

@@ -8,8 +8,9 @@ names are those of ``flax.linen.Conv`` (``kernel``, ``bias``), so a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -30,59 +31,100 @@ default_kernel_init = nn.initializers.lecun_normal()
 default_bias_init = nn.initializers.zeros_init()
 
 
-def _conv_layer(
-    mdl: nn.Module,
-    inputs: Array,
-    *,
-    layer: str,
-    kernel_size: tuple[int, ...],
-    features: int,
-    feature_group_count: int,
-    strides: IntSeq,
-    padding: PaddingLike,
-    input_dilation: IntSeq,
-    kernel_dilation: IntSeq,
-    use_bias: bool,
-    dtype: Dtype | None,
-    param_dtype: Dtype,
-    precision: lax.PrecisionLike,
-    kernel_init: Initializer,
-    bias_init: Initializer,
-    quoted_kernel_size: Any,
-    lowering: str = "auto",
-) -> Array:
-  """Declares ``kernel``/``bias`` on ``mdl`` and applies ``ops.conv``; shared by the layers."""
-  rank = len(kernel_size)
-  groups = feature_group_count
-  existing = existing_shape(mdl, "params", "kernel")
-  channels = None if existing is None else existing[-2] * groups
-  source = "" if existing is None else f"(its kernel has shape {existing}, feature_group_count={groups})"
-  check_layer_input(layer, inputs, rank, kernel_size=quoted_kernel_size,
-                    channels=channels, source=source)
-  in_features = inputs.shape[-1]
-  if not isinstance(groups, int) or groups < 1:
-    raise ValueError(f"{layer}: feature_group_count must be a positive int, got {groups!r}")
-  if in_features % groups or features % groups:
-    raise ValueError(
-        f"{layer}: input channels ({in_features}, input shape {tuple(inputs.shape)}) "
-        f"and features ({features}) must both be divisible by "
-        f"feature_group_count={groups}")
-  kernel_shape = (*kernel_size, in_features // groups, features)
-  if existing is not None and existing != kernel_shape:
-    raise ValueError(
-        f"{layer}: parameter 'kernel' has shape {existing} but kernel_size="
-        f"{kernel_size}, features={features} and the input {tuple(inputs.shape)} "
-        f"need {kernel_shape}")
-  kernel = mdl.param("kernel", kernel_init, kernel_shape, param_dtype)
-  bias = mdl.param("bias", bias_init, (features,), param_dtype) if use_bias else None
-  x, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=dtype)
-  return ops.conv(
-      x, kernel, bias, strides=strides, padding=padding, lhs_dilation=input_dilation,
-      rhs_dilation=kernel_dilation, feature_group_count=groups, precision=precision,
-      lowering=lowering)
+def _kw(default: Any) -> Any:
+  """A keyword-only field: the shared fields follow each layer's own positional head."""
+  return dataclasses.field(default=default, kw_only=True)
 
 
-class Conv(nn.Module):
+class _ConvBase(nn.Module):
+  """The fields and the kernel logic every convolution layer shares.
+
+  A subclass declares its positional head (``features``, ``kernel_size``,
+  ...) and its own fields, and says how its kernel is shaped
+  (``kernel_shape``) and which input channel count an existing kernel
+  implies (``kernel_channels``); ``declare_kernel`` then checks the input
+  (at ``init`` as at ``apply``), checks the field values, and declares
+  ``kernel`` and ``bias`` with the same words for every layer. The NNX
+  layers (``cnnjax.nnx``) are built from these same modules.
+
+  Attributes (keyword-only):
+    strides: int or one per spatial axis (``None``: 1).
+    padding: see each layer.
+    kernel_dilation: int or one per spatial axis (``None``: 1).
+    use_bias: add a bias.
+    dtype: computation and output dtype (default: promoted from input and
+      parameters).
+    param_dtype: dtype of the parameters (default float32).
+    precision: ``lax`` precision of the convolution.
+    kernel_init: initializer of ``kernel`` (default LeCun normal).
+    bias_init: initializer of ``bias`` (default zeros).
+  """
+
+  strides: IntSeq = _kw(1)
+  padding: PaddingLike = _kw("SAME")
+  kernel_dilation: IntSeq = _kw(1)
+  use_bias: bool = _kw(True)
+  dtype: Dtype | None = _kw(None)
+  param_dtype: Dtype = _kw(jnp.float32)
+  precision: lax.PrecisionLike = _kw(None)
+  kernel_init: Initializer = _kw(default_kernel_init)
+  bias_init: Initializer = _kw(default_bias_init)
+
+  #: Spatial axes an int ``kernel_size`` stands for.
+  int_kernel_rank: ClassVar[int] = 1
+
+  @property
+  def layer_name(self) -> str:
+    return type(self).__name__
+
+  def kernel_size_tuple(self) -> tuple[int, ...]:
+    """``kernel_size`` as a validated tuple, one entry per spatial axis."""
+    return kernel_tuple(self.kernel_size, self.layer_name, self.int_kernel_rank)
+
+  def kernel_shape(self, in_features: int) -> tuple[int, ...]:
+    """The ``kernel`` shape for ``in_features`` input channels."""
+    return (*self.kernel_size_tuple(), in_features, self.features)
+
+  def kernel_channels(self, shape: tuple[int, ...]) -> int:
+    """The input channel count a kernel of ``shape`` expects."""
+    return shape[-2]
+
+  def kernel_source(self, shape: tuple[int, ...]) -> str:
+    """Where the expected channel count comes from, for the message."""
+    return f"(its kernel has shape {shape})"
+
+  def bias_features(self, in_features: int) -> int:
+    return self.features
+
+  def check_fields(self, inputs: Array) -> None:
+    """Checks field values against the input (group divisibility, ...)."""
+
+  def kernel_initializer(self, in_features: int) -> Initializer:
+    return self.kernel_init
+
+  def declare_kernel(self, inputs: Array) -> tuple[Array, Array | None]:
+    """Checks ``inputs`` and the fields, declares ``kernel`` and ``bias``; returns them."""
+    kernel_size = self.kernel_size_tuple()
+    existing = existing_shape(self, "params", "kernel")
+    check_layer_input(
+        self.layer_name, inputs, len(kernel_size), kernel_size=self.kernel_size,
+        channels=None if existing is None else self.kernel_channels(existing),
+        source="" if existing is None else self.kernel_source(existing))
+    self.check_fields(inputs)
+    in_features = inputs.shape[-1]
+    shape = self.kernel_shape(in_features)
+    if existing is not None and existing != shape:
+      raise ValueError(
+          f"{self.layer_name}: parameter 'kernel' has shape {existing} but the fields "
+          f"(kernel_size={kernel_size}) and the input {tuple(inputs.shape)} need {shape}")
+    kernel = self.param("kernel", self.kernel_initializer(in_features), shape, self.param_dtype)
+    bias = None
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, (self.bias_features(in_features),), self.param_dtype)
+    return kernel, bias
+
+
+class Conv(_ConvBase):
   """N-D convolution, channels last, over ``cnnjax.ops.conv``.
 
   The rank (1-D, 2-D or 3-D) is ``len(kernel_size)``; as in ``flax.linen``
@@ -104,7 +146,8 @@ class Conv(nn.Module):
   Attributes:
     features: number of output channels ``C_out``.
     kernel_size: spatial kernel shape, e.g. ``(3, 3)``.
-    strides: int or one per spatial axis (default 1).
+    strides: int or one per spatial axis (default 1). This and every
+      attribute after ``kernel_size`` are keyword-only.
     padding: ``'SAME'`` (default, as Flax), ``'VALID'``, ``'CIRCULAR'``,
       ``'REFLECT'``, ``'CAUSAL'`` (1-D), an int, or ``((lo, hi), ...)``.
       ``'CIRCULAR'``/``'REFLECT'`` pad by the ``'SAME'`` amounts; at stride 1
@@ -132,34 +175,42 @@ class Conv(nn.Module):
 
   features: int
   kernel_size: int | Sequence[int]
-  strides: IntSeq = 1
-  padding: PaddingLike = "SAME"
-  input_dilation: IntSeq = 1
-  kernel_dilation: IntSeq = 1
-  feature_group_count: int = 1
-  use_bias: bool = True
-  dtype: Dtype | None = None
-  param_dtype: Dtype = jnp.float32
-  precision: lax.PrecisionLike = None
-  kernel_init: Initializer = default_kernel_init
-  bias_init: Initializer = default_bias_init
-  lowering: str = "auto"
+  input_dilation: IntSeq = _kw(1)
+  feature_group_count: int = _kw(1)
+  lowering: str = _kw("auto")
+
+  def kernel_shape(self, in_features: int) -> tuple[int, ...]:
+    return (*self.kernel_size_tuple(), in_features // self.feature_group_count, self.features)
+
+  def kernel_channels(self, shape: tuple[int, ...]) -> int:
+    return shape[-2] * self.feature_group_count
+
+  def kernel_source(self, shape: tuple[int, ...]) -> str:
+    return f"(its kernel has shape {shape}, feature_group_count={self.feature_group_count})"
+
+  def check_fields(self, inputs: Array) -> None:
+    groups = self.feature_group_count
+    if not isinstance(groups, int) or groups < 1:
+      raise ValueError(f"{self.layer_name}: feature_group_count must be a positive int, got {groups!r}")
+    if inputs.shape[-1] % groups or self.features % groups:
+      raise ValueError(
+          f"{self.layer_name}: input channels ({inputs.shape[-1]}, input shape "
+          f"{tuple(inputs.shape)}) and features ({self.features}) must both be divisible "
+          f"by feature_group_count={groups}")
 
   @nn.compact
   def __call__(self, inputs: Array) -> Array:
     """Convolves ``(N, *spatial, C_in)`` into ``(N, *spatial_out, features)``."""
-    name = type(self).__name__
-    return _conv_layer(
-        self, inputs, layer=name, kernel_size=kernel_tuple(self.kernel_size, name),
-        features=self.features, feature_group_count=self.feature_group_count,
-        strides=self.strides, padding=self.padding, input_dilation=self.input_dilation,
-        kernel_dilation=self.kernel_dilation, use_bias=self.use_bias, dtype=self.dtype,
-        param_dtype=self.param_dtype, precision=self.precision,
-        kernel_init=self.kernel_init, bias_init=self.bias_init,
-        quoted_kernel_size=self.kernel_size, lowering=self.lowering)
+    kernel, bias = self.declare_kernel(inputs)
+    x, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    return ops.conv(
+        x, kernel, bias, strides=self.strides, padding=self.padding,
+        lhs_dilation=self.input_dilation, rhs_dilation=self.kernel_dilation,
+        feature_group_count=self.feature_group_count, precision=self.precision,
+        lowering=self.lowering)
 
 
-class DepthwiseConv(nn.Module):
+class DepthwiseConv(_ConvBase):
   """Depthwise convolution: each input channel convolved with its own filters.
 
   A grouped convolution with ``feature_group_count = C_in``: input channel
@@ -181,50 +232,45 @@ class DepthwiseConv(nn.Module):
 
   kernel_size: int | Sequence[int]
   depth_multiplier: int = 1
-  strides: IntSeq = 1
-  padding: PaddingLike = "SAME"
-  input_dilation: IntSeq = 1
-  kernel_dilation: IntSeq = 1
-  use_bias: bool = True
-  dtype: Dtype | None = None
-  param_dtype: Dtype = jnp.float32
-  precision: lax.PrecisionLike = None
-  kernel_init: Initializer = default_kernel_init
-  bias_init: Initializer = default_bias_init
+  input_dilation: IntSeq = _kw(1)
+
+  def kernel_shape(self, in_features: int) -> tuple[int, ...]:
+    return (*self.kernel_size_tuple(), in_features, self.depth_multiplier)
+
+  def bias_features(self, in_features: int) -> int:
+    return in_features * self.depth_multiplier
+
+  def check_fields(self, inputs: Array) -> None:
+    m = self.depth_multiplier
+    if not isinstance(m, int) or m < 1:
+      raise ValueError(f"{self.layer_name}: depth_multiplier must be a positive int, got {m!r}")
+
+  def grouped_shape(self, in_features: int) -> tuple[int, ...]:
+    """The kernel of the equivalent grouped ``Conv``: ``(*kernel_size, 1, C_in * m)``."""
+    return (*self.kernel_size_tuple(), 1, in_features * self.depth_multiplier)
+
+  def kernel_initializer(self, in_features: int) -> Initializer:
+    grouped = self.grouped_shape(in_features)
+
+    def init(key, shape, dtype=jnp.float32):
+      # Fan-in based initialisers see the true fan-in prod(kernel_size).
+      return jnp.reshape(self.kernel_init(key, grouped, dtype), shape)
+
+    return init
 
   @nn.compact
   def __call__(self, inputs: Array) -> Array:
     """``(N, *spatial, C)`` to ``(N, *spatial_out, C * depth_multiplier)``."""
-    name = type(self).__name__
-    kernel_size = kernel_tuple(self.kernel_size, name)
-    m = self.depth_multiplier
-    if not isinstance(m, int) or m < 1:
-      raise ValueError(f"{name}: depth_multiplier must be a positive int, got {m!r}")
-    existing = existing_shape(self, "params", "kernel")
-    check_layer_input(name, inputs, len(kernel_size), kernel_size=self.kernel_size,
-                      channels=None if existing is None else existing[-2],
-                      source="" if existing is None else f"(its kernel has shape {existing})")
+    kernel, bias = self.declare_kernel(inputs)
     c_in = inputs.shape[-1]
-    kernel_shape = (*kernel_size, c_in, m)
-    if existing is not None and existing != kernel_shape:
-      raise ValueError(
-          f"{name}: parameter 'kernel' has shape {existing} but kernel_size={kernel_size}, "
-          f"depth_multiplier={m} and the input {tuple(inputs.shape)} need {kernel_shape}")
-    grouped_shape = (*kernel_size, 1, c_in * m)
-
-    def init(key, shape, dtype=jnp.float32):
-      return jnp.reshape(self.kernel_init(key, grouped_shape, dtype), shape)
-
-    kernel = self.param("kernel", init, kernel_shape, self.param_dtype)
-    bias = self.param("bias", self.bias_init, (c_in * m,), self.param_dtype) if self.use_bias else None
     x, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
     return ops.conv(
-        x, kernel.reshape(grouped_shape), bias, strides=self.strides, padding=self.padding,
-        lhs_dilation=self.input_dilation, rhs_dilation=self.kernel_dilation,
-        feature_group_count=c_in, precision=self.precision)
+        x, kernel.reshape(self.grouped_shape(c_in)), bias, strides=self.strides,
+        padding=self.padding, lhs_dilation=self.input_dilation,
+        rhs_dilation=self.kernel_dilation, feature_group_count=c_in, precision=self.precision)
 
 
-class SeparableConv(nn.Module):
+class SeparableConv(_ConvBase):
   """Depthwise separable convolution: a ``DepthwiseConv`` then a 1x1 ``Conv``.
 
   As Keras' ``SeparableConv2D``: the depthwise step has no bias, the
@@ -251,28 +297,19 @@ class SeparableConv(nn.Module):
 
   features: int
   kernel_size: int | Sequence[int]
-  strides: IntSeq = 1
-  padding: PaddingLike = "SAME"
-  kernel_dilation: IntSeq = 1
-  depth_multiplier: int = 1
-  use_bias: bool = True
-  dtype: Dtype | None = None
-  param_dtype: Dtype = jnp.float32
-  precision: lax.PrecisionLike = None
-  kernel_init: Initializer = default_kernel_init
-  bias_init: Initializer = default_bias_init
+  depth_multiplier: int = _kw(1)
 
   @nn.compact
   def __call__(self, inputs: Array) -> Array:
     """``(N, *spatial, C)`` to ``(N, *spatial_out, features)``."""
-    kernel_size = kernel_tuple(self.kernel_size, type(self).__name__)
+    kernel_size = self.kernel_size_tuple()
+    # Checked here too so that errors name the layer the user built.
+    check_layer_input(self.layer_name, inputs, len(kernel_size), kernel_size=self.kernel_size)
+    shared = dict(dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
+                  kernel_init=self.kernel_init)
     y = DepthwiseConv(
-        kernel_size=self.kernel_size, depth_multiplier=self.depth_multiplier,
-        strides=self.strides, padding=self.padding, kernel_dilation=self.kernel_dilation,
-        use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
-        precision=self.precision, kernel_init=self.kernel_init, name="depthwise")(inputs)
+        self.kernel_size, self.depth_multiplier, strides=self.strides, padding=self.padding,
+        kernel_dilation=self.kernel_dilation, use_bias=False, name="depthwise", **shared)(inputs)
     return Conv(
-        features=self.features, kernel_size=(1,) * len(kernel_size), padding="VALID",
-        use_bias=self.use_bias, dtype=self.dtype, param_dtype=self.param_dtype,
-        precision=self.precision, kernel_init=self.kernel_init,
-        bias_init=self.bias_init, name="pointwise")(y)
+        self.features, (1,) * len(kernel_size), padding="VALID", use_bias=self.use_bias,
+        bias_init=self.bias_init, name="pointwise", **shared)(y)

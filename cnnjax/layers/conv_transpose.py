@@ -24,9 +24,9 @@ from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 from cnnjax import ops
-from cnnjax.layers._checks import check_layer_input, existing_shape, kernel_tuple
-from cnnjax.layers.conv import default_bias_init, default_kernel_init
-from cnnjax.ops.arithmetic import PaddingLike, _tuple, dilated_size
+from cnnjax.layers.conv import _ConvBase, _kw
+from cnnjax.ops.arithmetic import PaddingLike, dilated_size
+from cnnjax.ops.validation import as_tuple
 
 Array = jax.Array
 Dtype = Any
@@ -96,7 +96,7 @@ def _wrap_circular(y: Array, periods: Sequence[int], transpose_kernel: bool) -> 
   return y
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(_ConvBase):
   """Transposed (fractionally strided) convolution, as ``flax.linen.ConvTranspose``.
 
   Computed as ``ops.conv(x, W', lhs_dilation=strides, padding=pads)`` with
@@ -130,7 +130,8 @@ class ConvTranspose(nn.Module):
   Attributes:
     features: number of output channels.
     kernel_size: spatial kernel shape; an int means one spatial axis.
-    strides: the upsampling factor per spatial axis (``None``: 1).
+    strides: the upsampling factor per spatial axis (``None``: 1). This and
+      every attribute after ``kernel_size`` are keyword-only.
     padding: ``'SAME'`` (default, output ``n * s``), ``'VALID'``,
       ``'CIRCULAR'`` (``'VALID'`` folded periodically onto ``n * s``), or
       explicit ``((lo, hi), ...)`` pads of the dilated input.
@@ -143,43 +144,28 @@ class ConvTranspose(nn.Module):
 
   features: int
   kernel_size: int | Sequence[int]
-  strides: IntSeq = None
-  padding: PaddingLike = "SAME"
-  kernel_dilation: IntSeq = None
-  use_bias: bool = True
-  dtype: Dtype | None = None
-  param_dtype: Dtype = jnp.float32
-  precision: lax.PrecisionLike = None
-  kernel_init: Initializer = default_kernel_init
-  bias_init: Initializer = default_bias_init
-  transpose_kernel: bool = False
+  transpose_kernel: bool = _kw(False)
+
+  def kernel_shape(self, in_features: int) -> tuple[int, ...]:
+    if self.transpose_kernel:
+      return (*self.kernel_size_tuple(), self.features, in_features)
+    return (*self.kernel_size_tuple(), in_features, self.features)
+
+  def kernel_channels(self, shape: tuple[int, ...]) -> int:
+    return shape[-1] if self.transpose_kernel else shape[-2]
+
+  def kernel_source(self, shape: tuple[int, ...]) -> str:
+    return f"(its kernel has shape {shape}, transpose_kernel={self.transpose_kernel})"
 
   @nn.compact
   def __call__(self, inputs: Array) -> Array:
     """``(N, *spatial, C_in)`` to ``(N, *spatial_out, features)``."""
-    name = type(self).__name__
-    kernel_size = kernel_tuple(self.kernel_size, name)
+    kernel_size = self.kernel_size_tuple()
     rank = len(kernel_size)
-    in_axis = -1 if self.transpose_kernel else -2
-    existing = existing_shape(self, "params", "kernel")
-    check_layer_input(
-        name, inputs, rank, kernel_size=self.kernel_size,
-        channels=None if existing is None else existing[in_axis],
-        source="" if existing is None else f"(its kernel has shape {existing}, transpose_kernel={self.transpose_kernel})")
-    strides = _tuple(self.strides, rank, "strides")
-    dilation = _tuple(self.kernel_dilation, rank, "kernel_dilation")
-    c_in = inputs.shape[-1]
-    if self.transpose_kernel:
-      kernel_shape = (*kernel_size, self.features, c_in)
-    else:
-      kernel_shape = (*kernel_size, c_in, self.features)
-    if existing is not None and existing != kernel_shape:
-      raise ValueError(
-          f"{name}: parameter 'kernel' has shape {existing} but kernel_size={kernel_size}, "
-          f"features={self.features} and the input {tuple(inputs.shape)} need {kernel_shape}")
+    kernel, bias = self.declare_kernel(inputs)
+    strides = as_tuple(self.strides, rank, "strides")
+    dilation = as_tuple(self.kernel_dilation, rank, "kernel_dilation")
     pads = conv_transpose_padding(self.padding, kernel_size, strides, dilation)
-    kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
     x, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
     if self.transpose_kernel:
       kernel = jnp.swapaxes(jnp.flip(kernel, tuple(range(rank))), -1, -2)

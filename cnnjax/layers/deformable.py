@@ -11,7 +11,7 @@ offsets, and the offset convolution learns where to look.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -19,9 +19,9 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from jax import lax
 
-from cnnjax.layers._checks import check_layer_input, existing_shape
-from cnnjax.layers.conv import Conv, default_bias_init, default_kernel_init
-from cnnjax.ops.arithmetic import PaddingLike, _tuple, resolve_padding
+from cnnjax.layers.conv import Conv, _ConvBase, _kw
+from cnnjax.ops.arithmetic import PaddingLike, resolve_padding
+from cnnjax.ops.validation import as_tuple
 from cnnjax.ops.conv import pad_spatial
 
 Array = jax.Array
@@ -63,7 +63,7 @@ def bilinear_sample(image: Array, y: Array, x: Array) -> Array:
   return out.reshape(n, *positions, c)
 
 
-class DeformableConv2D(nn.Module):
+class DeformableConv2D(_ConvBase):
   """2-D deformable convolution (DCN v1, Dai et al. 2017), channels last.
 
   An offset ``Conv`` (submodule ``offset``) with the same ``kernel_size``,
@@ -93,45 +93,26 @@ class DeformableConv2D(nn.Module):
 
   features: int
   kernel_size: int | Sequence[int]
-  strides: IntSeq = 1
-  padding: PaddingLike = "SAME"
-  kernel_dilation: IntSeq = 1
-  use_bias: bool = True
-  dtype: Dtype | None = None
-  param_dtype: Dtype = jnp.float32
-  precision: lax.PrecisionLike = None
-  kernel_init: Initializer = default_kernel_init
-  bias_init: Initializer = default_bias_init
-  offset_init: Initializer = nn.initializers.zeros_init()
+  offset_init: Initializer = _kw(nn.initializers.zeros_init())
+
+  int_kernel_rank: ClassVar[int] = 2
 
   @nn.compact
   def __call__(self, inputs: Array) -> Array:
     """``(N, H, W, C_in)`` to ``(N, H', W', features)``, ``H', W'`` as for ``Conv``."""
-    name = type(self).__name__
-    kernel_size = (self.kernel_size,) * 2 if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
-    if len(kernel_size) != 2 or not all(isinstance(k, int) and k > 0 for k in kernel_size):
-      raise ValueError(f"{name}: kernel_size must be (kH, kW) positive ints, got {self.kernel_size!r}")
-    existing = existing_shape(self, "params", "kernel")
-    check_layer_input(name, inputs, 2, kernel_size=kernel_size,
-                      channels=None if existing is None else existing[-2],
-                      source="" if existing is None else f"(its kernel has shape {existing})")
-    strides = _tuple(self.strides, 2, "strides")
-    dilation = _tuple(self.kernel_dilation, 2, "kernel_dilation")
+    kernel_size = self.kernel_size_tuple()
+    if len(kernel_size) != 2:
+      raise ValueError(f"{self.layer_name}: kernel_size must be (kH, kW) positive ints, got {self.kernel_size!r}")
+    strides = as_tuple(self.strides, 2, "strides")
+    dilation = as_tuple(self.kernel_dilation, 2, "kernel_dilation")
     taps = kernel_size[0] * kernel_size[1]
+    kernel, bias = self.declare_kernel(inputs)
     n, h, w, c_in = inputs.shape
-    kernel_shape = (*kernel_size, c_in, self.features)
-    if existing is not None and existing != kernel_shape:
-      raise ValueError(
-          f"{name}: parameter 'kernel' has shape {existing} but kernel_size={kernel_size}, "
-          f"features={self.features} and the input {tuple(inputs.shape)} need {kernel_shape}")
-
     offsets = Conv(
         2 * taps, kernel_size, strides=strides, padding=self.padding,
         kernel_dilation=dilation, dtype=self.dtype, param_dtype=self.param_dtype,
         precision=self.precision, kernel_init=self.offset_init,
         bias_init=self.offset_init, name="offset")(inputs)  # (N, H', W', 2 * taps)
-    kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
     x, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
 
     mode, pads = resolve_padding(self.padding, (h, w), kernel_size, strides, dilation)

@@ -1,11 +1,11 @@
 """Batch normalization (Ioffe and Szegedy, 2015) with cross-device statistics.
 
-Variables have the names and shapes of ``flax.linen.BatchNorm``'s
-(``params``: ``scale``, ``bias``; ``batch_stats``: ``mean``, ``var``), and
-the running statistics follow the same momentum rule, so variables trained
-with one load into the other. The mode is ``train: bool`` in ``__call__``
-(Flax: ``use_running_average``); moments are float32 under bfloat16 and the
-variance is clamped at zero.
+Variables are named as ``flax.linen.BatchNorm``'s (``params``: ``scale``,
+``bias``; ``batch_stats``: ``mean``, ``var``) and its mode is spelled either
+way (``train`` or Flax's ``use_running_average``), so variables move between
+the two and code written for ``flax.linen.BatchNorm`` runs unchanged. The
+statistics differ in one respect: the variance here is ``E[x^2] - E[x]^2``
+clamped at zero, in float32 for every input dtype.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.linen.dtypes import canonicalize_dtype
 from jax import lax
 
 from cnnjax.layers._checks import existing_shape
 from cnnjax.ops import collectives
-from cnnjax.ops.conv import check_floating
+from cnnjax.ops.validation import channels_first_hint, check_array, check_floating, looks_channels_first
 
 Array = jax.Array
 Dtype = Any
@@ -57,6 +58,33 @@ def batch_moments(
                                 caller=f"BatchNorm(axis_name={axis_name!r})")
   mean, mean2 = moments[0], moments[1]
   return mean, jnp.maximum(mean2 - jnp.square(mean), 0.0)
+
+
+def resolve_train(train: bool | None, field: bool | None, call: bool | None) -> bool:
+  """The training flag from ``train`` and the field and call values of ``use_running_average``.
+
+  Raises:
+    ValueError: the field and the call argument both set, ``train`` and
+      ``use_running_average`` disagreeing, or no mode given at all.
+    TypeError: a mode that is not a bool.
+  """
+  if field is not None and call is not None:
+    raise ValueError(
+        "BatchNorm: use_running_average was given both as a field "
+        f"({field}) and as a call argument ({call}); give it once")
+  running = call if call is not None else field
+  for what, value in (("train", train), ("use_running_average", running)):
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+      raise TypeError(f"BatchNorm: {what} must be a bool, got {type(value).__name__}")
+  if train is None and running is None:
+    raise TypeError(
+        "BatchNorm needs its mode: call it with train=True/False (or Flax's "
+        "use_running_average=False/True, as a field or a call argument)")
+  if train is not None and running is not None and bool(train) == bool(running):
+    raise ValueError(
+        f"BatchNorm: train={train} contradicts use_running_average={running} "
+        f"(use_running_average means train=False); give one of them")
+  return bool(train) if train is not None else not bool(running)
 
 
 class BatchNorm(nn.Module):
@@ -109,6 +137,8 @@ class BatchNorm(nn.Module):
     axis_name: the ``pmap``/``shard_map`` axis to average statistics over.
     axis_index_groups: groups of device indices along ``axis_name`` that
       share statistics, e.g. ``[[0, 1], [2, 3]]``.
+    use_running_average: Flax's spelling of the mode as a field (``True``
+      for evaluation); ``None`` (default) takes the mode from the call.
   """
 
   momentum: float = 0.99
@@ -122,42 +152,51 @@ class BatchNorm(nn.Module):
   axis: int = -1
   axis_name: str | None = None
   axis_index_groups: Any = None
+  use_running_average: bool | None = None
 
   @nn.compact
-  def __call__(self, x: Array, train: bool) -> Array:
+  def __call__(self, x: Array, train: bool | None = None, *,
+               use_running_average: bool | None = None) -> Array:
     """Normalizes ``x``.
+
+    The mode is ``train`` (cnnjax's spelling) or ``use_running_average``
+    (Flax's, ``= not train``), given as a call argument or, for
+    ``use_running_average``, as a field. As ``flax.linen.merge_param``:
+    the field and the call argument may not both be set; ``train`` and
+    ``use_running_average`` may both be given only if they agree.
 
     Args:
       x: ``(N, ..., C)`` (any rank >= 2), features on ``axis``.
       train: use and update batch statistics (``True``) or use the running
         statistics (``False``).
+      use_running_average: Flax's spelling: ``True`` is ``train=False``.
 
     Returns:
       The normalized ``x``, same shape, in ``dtype``.
     """
-    if not hasattr(x, "ndim"):
-      raise TypeError(f"BatchNorm: input must be an array, got {type(x).__name__}")
+    train = resolve_train(train, self.use_running_average, use_running_average)
+    check_array(x, "BatchNorm:", "an array as input")
     if x.ndim < 2:
       raise ValueError(
           f"BatchNorm: expected an input of rank >= 2, (N, ..., C) with features on "
           f"axis {self.axis}, got shape {tuple(x.shape)}")
     check_floating("BatchNorm input", x)
-    if not isinstance(train, bool):
-      raise TypeError(f"BatchNorm: train must be a bool, got {type(train).__name__}")
     axis = self.axis % x.ndim if -x.ndim <= self.axis < x.ndim else None
     if axis is None:
       raise ValueError(f"BatchNorm: axis={self.axis} is out of range for an input of shape {tuple(x.shape)}")
     features = x.shape[axis]
     existing = existing_shape(self, "batch_stats", "mean")
     if existing is not None and existing != (features,):
-      hint = ""
-      if axis == x.ndim - 1 and x.ndim > 2 and x.shape[1] == existing[0]:
-        hint = (f" It looks like NCHW (channels first, {existing[0]} on axis 1); cnnjax "
-                f"is channels last: transpose with jnp.moveaxis(x, 1, -1).")
+      hint = channels_first_hint(x.shape, existing[0]) if axis == x.ndim - 1 else ""
       raise ValueError(
           f"BatchNorm: expected {existing[0]} features on axis {self.axis} (channels "
           f"last; its statistics have shape {existing}), got input shape "
           f"{tuple(x.shape)} with {features}.{hint}")
+    if existing is None and axis == x.ndim - 1 and looks_channels_first(x.shape):
+      raise ValueError(
+          f"BatchNorm: expected features on the last axis (channels last), got input "
+          f"shape {tuple(x.shape)}, which reads as a channels-first image batch."
+          f"{channels_first_hint(x.shape)}")
     reduction = tuple(a for a in range(x.ndim) if a != axis)
     stats_shape = (features,)
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.pooling import AdaptiveAvgPool
-from cnnjax.models.base import check_image_input, classifier_head, conv_def, max_pool
+from cnnjax.models.base import ImageClassifier, classifier_head, conv_def, max_pool
 from cnnjax.models.registry import register
 
 Array = jax.Array
@@ -28,7 +28,7 @@ _FEATURES = ((64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
 
 
 @register("alexnet", input_shape=(64, 64, 3))
-class AlexNet(nn.Module):
+class AlexNet(ImageClassifier):
   """AlexNet: five convolutions with ReLU and three max-pools, adaptive pool to 6x6, three dense.
 
   ``(N, H, W, C) -> (N, num_classes)``, ``H, W >= 63``. The flattened
@@ -47,17 +47,12 @@ class AlexNet(nn.Module):
     dtype, param_dtype: computation and parameter dtypes.
   """
 
-  num_classes: int = 1000
   dropout_rate: float = 0.5
-  downsample: str = "stride"
-  input_channels: int | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """``(N, H, W, C) -> (N, num_classes)`` logits."""
-    check_image_input(x, "AlexNet", self.input_channels, min_size=63)
+    self.check_input(x, 63)
     down = downsample_def(self.downsample)
     for i, (features, k, s, p, pool) in enumerate(_FEATURES, start=1):
       x = ConvNormAct(features, k, conv=conv_def(self), strides=s, downsample=down,

@@ -8,6 +8,7 @@ named ``head``; everything before ``head`` is the backbone.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -17,9 +18,52 @@ import jax.numpy as jnp
 
 from cnnjax import layers
 from cnnjax.blocks.common import ModuleDef
+from cnnjax.ops import validation
 from cnnjax.ops.arithmetic import PaddingLike
 
 Array = jax.Array
+Dtype = Any
+
+
+def field(default: Any) -> Any:
+  """A keyword-only model field: shared fields may follow a model's required ones."""
+  return dataclasses.field(default=default, kw_only=True)
+
+
+class Classifier(nn.Module):
+  """The fields every classifier shares (keyword-only).
+
+  Attributes:
+    num_classes: output logits (a model redeclares the field for another default).
+    dtype: computation dtype; logits are float32.
+    param_dtype: parameter dtype.
+  """
+
+  num_classes: int = field(1000)
+  dtype: Dtype = field(jnp.float32)
+  param_dtype: Dtype = field(jnp.float32)
+
+
+class ImageClassifier(Classifier):
+  """The fields every image classifier shares, and its input check.
+
+  Attributes:
+    downsample: ``'stride'``, ``'blur'`` or ``'aps'``: every strided
+      convolution and pool becomes stride 1 followed by a ``BlurPool`` or a
+      ``PolyphaseDownsample`` (``blocks.common.downsample_def``).
+    input_channels: expected channels, or ``None`` to accept any (an input
+      that looks channels-first is refused).
+    axis_name: device axis BatchNorm averages its statistics over (unused by
+      models without BatchNorm).
+  """
+
+  downsample: str = field("stride")
+  input_channels: int | None = field(None)
+  axis_name: str | None = field(None)
+
+  def check_input(self, x: Any, min_size: int = 1) -> None:
+    """``check_image_input`` with the model's class name and ``input_channels``."""
+    check_image_input(x, type(self).__name__, self.input_channels, min_size)
 
 #: He (Kaiming) normal, fan-out: torchvision's initialisation of ResNet and MobileNet convolutions.
 he_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -31,41 +75,15 @@ def check_image_input(x: Any, model: str, input_channels: int | None, min_size: 
   With ``input_channels`` set the channel count must match it exactly. With
   ``None`` any count is accepted, except an input that looks channels-first
   (axis 1 of size 1 or 3 and a last axis larger than 4), which is the usual
-  mistake when data comes from PyTorch.
+  mistake when data comes from PyTorch (``ops.validation.looks_channels_first``).
 
   Raises:
     TypeError: not an array, or not floating.
     ValueError: wrong rank, channels, or spatial size below ``min_size``,
       naming the expected and received shapes.
   """
-  if not hasattr(x, "shape"):
-    raise TypeError(f"{model} expects an array (N, H, W, C), got {type(x).__name__}")
-  if x.ndim != 4:
-    raise ValueError(
-        f"{model} expects images (N, H, W, C), channels last (NHWC), rank 4; got "
-        f"shape {tuple(x.shape)} (rank {x.ndim})"
-        + (" — add a batch axis with x[None]" if x.ndim == 3 else ""))
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(
-        f"{model} expects floating images (e.g. float32 in [0, 1]), got dtype {x.dtype}; "
-        f"cast with x.astype(jnp.float32)")
-  c = x.shape[-1]
-  if input_channels is not None:
-    if c != input_channels:
-      hint = (" It looks channels-first (NCHW); transpose with jnp.moveaxis(x, 1, -1)."
-              if x.shape[1] == input_channels else "")
-      raise ValueError(
-          f"{model} expects NHWC input with {input_channels} channels (input_channels="
-          f"{input_channels}), got shape {tuple(x.shape)} with {c} on the last axis.{hint}")
-  elif x.shape[1] in (1, 3) and c > 4:
-    raise ValueError(
-        f"{model} expects NHWC input (channels last), got shape {tuple(x.shape)}, which "
-        f"looks channels-first (NCHW, {x.shape[1]} channels on axis 1); transpose with "
-        f"jnp.moveaxis(x, 1, -1), or set input_channels={c} if the layout is right")
-  if min(x.shape[1:3]) < min_size:
-    raise ValueError(
-        f"{model} needs images of at least {min_size}x{min_size}, got spatial size "
-        f"{tuple(x.shape[1:3])} (shape {tuple(x.shape)})")
+  validation.check_image(x, model, input_channels, what=f"input_channels={input_channels}",
+                         min_size=min_size, images=True)
 
 
 def conv_def(model: nn.Module, **kwargs: Any) -> ModuleDef:

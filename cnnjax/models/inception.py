@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.inception import InceptionBlock, inception_config
-from cnnjax.models.base import batch_norm_def, check_image_input, classifier_head, conv_def, max_pool
+from cnnjax.models.base import ImageClassifier, batch_norm_def, classifier_head, conv_def, max_pool
 from cnnjax.models.registry import register
 
 Array = jax.Array
@@ -42,7 +42,7 @@ GOOGLENET_CONFIG = (
 )
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ImageClassifier):
   """GoogLeNet: stem, nine inception blocks with two max-pools between, global pool, dense head.
 
   ``(N, H, W, C) -> (N, num_classes)``. The ImageNet stem (7x7/2 conv,
@@ -66,21 +66,15 @@ class GoogLeNet(nn.Module):
     dtype, param_dtype: computation and parameter dtypes.
   """
 
-  num_classes: int = 1000
   small_input: bool = False
   dropout_rate: float = 0.4
   factorize_5x5: bool = False
   asymmetric: bool = False
-  downsample: str = "stride"
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """``(N, H, W, C) -> (N, num_classes)`` logits."""
-    check_image_input(x, "GoogLeNet", self.input_channels)
+    self.check_input(x)
     conv = conv_def(self, use_bias=False)
     norm = batch_norm_def(self, momentum=0.9, epsilon=1e-3)
     down = downsample_def(self.downsample)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
-from cnnjax.models.base import batch_norm_def, check_image_input, classifier_head, conv_def, max_pool
+from cnnjax.models.base import ImageClassifier, batch_norm_def, classifier_head, conv_def, field, max_pool
 from cnnjax.models.registry import register
 from cnnjax.ops.arithmetic import PaddingLike
 
@@ -25,7 +25,7 @@ Dtype = Any
 
 
 @register("lenet5", input_shape=(32, 32, 3))
-class LeNet5(nn.Module):
+class LeNet5(ImageClassifier):
   """LeNet-5: conv 5x5x6 → ReLU → max-pool 2 → conv 5x5x16 → ReLU → max-pool 2 → 120 → 84 → classes.
 
   On 32x32 inputs with ``'VALID'`` padding the second pool leaves
@@ -46,18 +46,14 @@ class LeNet5(nn.Module):
     param_dtype: parameter dtype.
   """
 
-  num_classes: int = 10
+  num_classes: int = field(10)
   padding: PaddingLike = "VALID"
-  downsample: str = "stride"
-  input_channels: int | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """``(N, H, W, C) -> (N, num_classes)`` logits (``train`` has no effect)."""
     del train  # No dropout or norm: the same function in both modes.
-    check_image_input(x, "LeNet5", self.input_channels)
+    self.check_input(x)
     conv = conv_def(self, padding=self.padding)
     down = downsample_def(self.downsample)
     x = nn.relu(conv(6, (5, 5), name="conv1")(x))
@@ -72,7 +68,7 @@ class LeNet5(nn.Module):
 
 
 @register("digits_cnn", input_shape=(8, 8, 1))
-class DigitsCNN(nn.Module):
+class DigitsCNN(ImageClassifier):
   """A small CNN for 8x8 images (scikit-learn's digits), about 95k parameters.
 
   conv 3x3x32 → BN → ReLU → conv 3x3x64 → BN → ReLU → max-pool 2 → conv
@@ -92,19 +88,14 @@ class DigitsCNN(nn.Module):
     dtype, param_dtype: computation and parameter dtypes.
   """
 
-  num_classes: int = 10
+  num_classes: int = field(10)
   width: int = 32
   dropout_rate: float = 0.1
-  downsample: str = "stride"
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """``(N, H, W, C) -> (N, num_classes)`` logits."""
-    check_image_input(x, "DigitsCNN", self.input_channels)
+    self.check_input(x)
     block = lambda n, name: ConvNormAct(  # noqa: E731
         n, (3, 3), conv=conv_def(self, use_bias=False), norm=batch_norm_def(self, momentum=0.9),
         act=nn.relu, padding="SAME", name=name)

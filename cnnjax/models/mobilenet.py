@@ -17,8 +17,8 @@ from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.separable import InvertedResidual
 from cnnjax.models.base import (
+    ImageClassifier,
     batch_norm_def,
-    check_image_input,
     classifier_head,
     conv_def,
     he_fan_out,
@@ -43,7 +43,7 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 
 @register("mobilenet_v2", input_shape=(32, 32, 3))
-class MobileNetV2(nn.Module):
+class MobileNetV2(ImageClassifier):
   """MobileNetV2: 3x3/2 stem, 17 inverted residual blocks, 1x1 to 1280, pool, dropout, head.
 
   ``(N, H, W, C) -> (N, num_classes)``, total stride 32.
@@ -63,21 +63,15 @@ class MobileNetV2(nn.Module):
     dtype, param_dtype: computation and parameter dtypes.
   """
 
-  num_classes: int = 1000
   width_multiplier: float = 1.0
   dropout_rate: float = 0.2
-  downsample: str = "stride"
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """``(N, H, W, C) -> (N, num_classes)`` logits."""
     if self.width_multiplier <= 0:
       raise ValueError(f"width_multiplier must be positive, got {self.width_multiplier}")
-    check_image_input(x, "MobileNetV2", self.input_channels)
+    self.check_input(x)
     conv = conv_def(self, use_bias=False, kernel_init=he_fan_out)
     norm = batch_norm_def(self, momentum=0.9, epsilon=1e-5)
     down = downsample_def(self.downsample)

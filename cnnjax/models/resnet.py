@@ -21,8 +21,8 @@ from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, ModuleDef, downsample_def
 from cnnjax.blocks.resnet import BasicBlock, Bottleneck
 from cnnjax.models.base import (
+    ImageClassifier,
     batch_norm_def,
-    check_image_input,
     classifier_head,
     conv_def,
     he_fan_out,
@@ -37,7 +37,7 @@ Dtype = Any
 STEMS = ("imagenet", "cifar")
 
 
-class ResNet(nn.Module):
+class ResNet(ImageClassifier):
   """ResNet: stem, four stages of residual blocks, global average pool, dense head.
 
   ``(N, H, W, C) -> (N, num_classes)``. The ``'imagenet'`` stem is a 7x7
@@ -69,24 +69,18 @@ class ResNet(nn.Module):
 
   stage_sizes: Sequence[int]
   block_cls: ModuleDef
-  num_classes: int = 1000
   num_filters: int = 64
   stem: str = "imagenet"
-  downsample: str = "stride"
   padding: PaddingLike | None = None
   zero_init_last_norm: bool = False
   act: Callable[[Array], Array] = nn.relu
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """``(N, H, W, C) -> (N, num_classes)`` logits."""
     if self.stem not in STEMS:
       raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
-    check_image_input(x, "ResNet", self.input_channels)
+    self.check_input(x)
     conv = conv_def(self, use_bias=False, kernel_init=he_fan_out)
     norm = batch_norm_def(self, momentum=0.9, epsilon=1e-5)
     down = downsample_def(self.downsample)

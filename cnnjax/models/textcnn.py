@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax import layers
-from cnnjax.models.base import classifier_head
+from cnnjax.models.base import Classifier, field, classifier_head
 from cnnjax.models.registry import register
 
 Array = jax.Array
@@ -24,7 +24,7 @@ Dtype = Any
 
 
 @register("textcnn", input_shape=(16,), input_dtype="int32")
-class TextCNN(nn.Module):
+class TextCNN(Classifier):
   """Embedding → 1-D convolutions of widths 2, 3, 4 → ReLU → max over time → concat → dense.
 
   ``(N, T) int -> (N, num_classes)`` with ``T >= max(kernel_sizes)``.
@@ -44,14 +44,12 @@ class TextCNN(nn.Module):
     dtype, param_dtype: computation and parameter dtypes.
   """
 
-  num_classes: int = 2
+  num_classes: int = field(2)
   vocab_size: int = 256
   embed_dim: int = 32
   kernel_sizes: Sequence[int] = (2, 3, 4)
   features: int = 64
   dropout_rate: float = 0.0
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, tokens: Array, train: bool = True) -> Array:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.pooling import AdaptiveAvgPool
-from cnnjax.models.base import batch_norm_def, check_image_input, classifier_head, conv_def, max_pool
+from cnnjax.models.base import ImageClassifier, batch_norm_def, classifier_head, conv_def, max_pool
 from cnnjax.models.registry import register
 
 Array = jax.Array
@@ -32,7 +32,7 @@ VGG_CONFIGS = {
 }
 
 
-class VGG(nn.Module):
+class VGG(ImageClassifier):
   """VGG: stages of 3x3 convolutions and 2x2 max-pools, adaptive pool to 7x7, three dense.
 
   ``(N, H, W, C) -> (N, num_classes)`` with ``H, W >= 32``. Flattened 7x7x512
@@ -56,18 +56,12 @@ class VGG(nn.Module):
 
   stages: Sequence[Sequence[int]]
   batch_norm: bool = False
-  num_classes: int = 1000
   dropout_rate: float = 0.5
-  downsample: str = "stride"
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """``(N, H, W, C) -> (N, num_classes)`` logits."""
-    check_image_input(x, "VGG", self.input_channels, min_size=32)
+    self.check_input(x, 32)
     norm = batch_norm_def(self, momentum=0.9) if self.batch_norm else None
     down = downsample_def(self.downsample)
     for i, stage in enumerate(self.stages, start=1):

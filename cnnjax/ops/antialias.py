@@ -30,7 +30,8 @@ import numpy as np
 
 from cnnjax.ops import arithmetic
 from cnnjax.ops.arithmetic import PaddingLike
-from cnnjax.ops.conv import check_input, conv, pad_spatial
+from cnnjax.ops.conv import conv, pad_spatial
+from cnnjax.ops.validation import as_tuple, check_input
 
 Array = jax.Array
 
@@ -118,7 +119,7 @@ def blur_pool(
         f"last; got shape {tuple(getattr(x, 'shape', ())) or type(x).__name__}")
   rank = x.ndim - 2
   check_input(x, rank, "x")
-  strides = arithmetic._tuple(strides, rank, "strides")
+  strides = as_tuple(strides, rank, "strides")
   taps = binomial_filter(filter_size, rank)
   mode, pads = _blur_pads(x, filter_size, padding, rank)
   padded = pad_spatial(x, pads, mode)
@@ -138,7 +139,7 @@ def _stride_tuple(x: Array, stride: int | Sequence[int], what: str) -> tuple[int
         f"last; got shape {tuple(getattr(x, 'shape', ())) or type(x).__name__}")
   rank = x.ndim - 2
   check_input(x, rank, "x")
-  stride = arithmetic._tuple(stride, rank, "stride")
+  stride = as_tuple(stride, rank, "stride")
   spatial = tuple(x.shape[1:-1])
   if any(n % s for n, s in zip(spatial, stride)):
     raise ValueError(

@@ -15,6 +15,8 @@ import math
 from collections.abc import Sequence
 from typing import Union
 
+from cnnjax.ops.validation import as_tuple
+
 PaddingLike = Union[str, int, Sequence[int], Sequence[tuple[int, int]]]
 
 #: Padding strings understood by every op. ``'CIRCULAR'`` and ``'REFLECT'`` pad
@@ -23,20 +25,9 @@ PaddingLike = Union[str, int, Sequence[int], Sequence[tuple[int, int]]]
 PADDING_MODES = ("VALID", "SAME", "CIRCULAR", "REFLECT", "CAUSAL")
 
 
-def _tuple(value: int | Sequence[int] | None, rank: int, name: str, default: int = 1) -> tuple[int, ...]:
-  """Broadcasts an int (or None) to a ``rank``-tuple and checks its length."""
-  if value is None:
-    return (default,) * rank
-  if isinstance(value, int):
-    return (value,) * rank
-  value = tuple(value)
-  if len(value) != rank or not all(isinstance(v, int) for v in value):
-    raise ValueError(
-        f"{name} must be an int or a sequence of {rank} ints (one per spatial "
-        f"dimension), got {value!r}")
-  if any(v < 1 for v in value):
-    raise ValueError(f"{name} must be positive, got {value!r}")
-  return value
+# The one normaliser of per-axis arguments lives with the other checks; the
+# private name stays importable for code written against it.
+_tuple = as_tuple
 
 
 def dilated_size(size: int, dilation: int) -> int:
@@ -84,9 +75,9 @@ def resolve_padding(
     raise ValueError(
         f"kernel has {len(kernel_shape)} spatial dimensions {tuple(kernel_shape)} "
         f"but the input has {rank} {tuple(input_shape)}")
-  strides = _tuple(strides, rank, "strides")
-  kernel_dilation = _tuple(kernel_dilation, rank, "kernel_dilation")
-  input_dilation = _tuple(input_dilation, rank, "input_dilation")
+  strides = as_tuple(strides, rank, "strides")
+  kernel_dilation = as_tuple(kernel_dilation, rank, "kernel_dilation")
+  input_dilation = as_tuple(input_dilation, rank, "input_dilation")
   sizes = [dilated_size(n, d) for n, d in zip(input_shape, input_dilation)]
   kernels = [dilated_size(k, d) for k, d in zip(kernel_shape, kernel_dilation)]
 
@@ -172,9 +163,9 @@ def conv_output_shape(
   rank = len(input_shape)
   _, pads = resolve_padding(padding, input_shape, kernel_shape, strides,
                             kernel_dilation, input_dilation)
-  strides = _tuple(strides, rank, "strides")
-  kernel_dilation = _tuple(kernel_dilation, rank, "kernel_dilation")
-  input_dilation = _tuple(input_dilation, rank, "input_dilation")
+  strides = as_tuple(strides, rank, "strides")
+  kernel_dilation = as_tuple(kernel_dilation, rank, "kernel_dilation")
+  input_dilation = as_tuple(input_dilation, rank, "input_dilation")
   return tuple(
       conv_output_size(n, k, s, p, d, di) for n, k, s, p, d, di in zip(
           input_shape, kernel_shape, strides, pads, kernel_dilation, input_dilation))
@@ -195,8 +186,8 @@ def conv_transpose_output_shape(
   gives (57, 57); kernel 3 with dilation 2 gives (32, 32).
   """
   rank = len(input_shape)
-  strides = _tuple(strides, rank, "strides")
-  kernel_dilation = _tuple(kernel_dilation, rank, "kernel_dilation")
+  strides = as_tuple(strides, rank, "strides")
+  kernel_dilation = as_tuple(kernel_dilation, rank, "kernel_dilation")
   mode = padding.upper()
   if mode not in ("VALID", "SAME", "CIRCULAR"):
     raise ValueError(f"padding must be 'VALID', 'SAME' or 'CIRCULAR', got {padding!r}")

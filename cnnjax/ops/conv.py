@@ -43,6 +43,7 @@ from jax import lax
 from cnnjax.ops import arithmetic, conv_fast
 from cnnjax.ops import lowering as policy
 from cnnjax.ops.arithmetic import PaddingLike
+from cnnjax.ops.validation import as_tuple, channels_first_hint, check_floating, check_input
 # The policy's names, re-exported where they were first defined.
 from cnnjax.ops.lowering import LOWERINGS, choose_lowering, default_lowering  # noqa: F401
 
@@ -50,27 +51,6 @@ Array = jax.Array
 IntSeq = int | Sequence[int] | None
 
 _LAYOUT = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
-
-
-def check_floating(name: str, x: Any) -> None:
-  """Raises a ``TypeError`` unless ``x`` has a floating-point dtype."""
-  dtype = jnp.result_type(x)
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise TypeError(
-        f"{name} must have a floating-point dtype (float32, bfloat16, float16, "
-        f"float64), got {dtype}; cast it first, e.g. {name}.astype(jnp.float32)")
-
-
-def check_input(x: Any, rank: int, what: str = "input") -> None:
-  """Checks that ``x`` is ``(N, *spatial, C)`` with ``rank`` spatial axes and floating."""
-  if not hasattr(x, "shape"):
-    raise TypeError(f"{what} must be an array, got {type(x).__name__}")
-  if x.ndim != rank + 2:
-    layout = {1: "(N, W, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}.get(rank, f"(N, *{rank} spatial, C)")
-    raise ValueError(
-        f"{what} must have rank {rank + 2}, {layout} channels last, for a "
-        f"{rank}-D operation; got shape {tuple(x.shape)} (rank {x.ndim})")
-  check_floating(what, x)
 
 
 def check_conv_args(
@@ -104,10 +84,7 @@ def check_conv_args(
         f"output channels ({c_out}, w.shape={tuple(w.shape)}) must be divisible "
         f"by feature_group_count={groups}")
   if c_group * groups != c_in:
-    hint = ""
-    if x.shape[1] == c_group * groups:
-      hint = (f" The input looks channels-first (NCHW, C={x.shape[1]} on axis 1); "
-              f"cnnjax expects channels last, transpose with jnp.moveaxis(x, 1, -1).")
+    hint = channels_first_hint(tuple(x.shape), c_group * groups)
     raise ValueError(
         f"expected NHWC input (channels last) with {c_group * groups} channels "
         f"(kernel {tuple(w.shape)} has C_in/groups={c_group} and "
@@ -125,9 +102,9 @@ def check_conv_args(
 def _normalize(x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count):
   """Shared argument handling: validated tuples, explicit pads and fill mode."""
   rank = check_conv_args(x, w, b, feature_group_count)
-  strides = arithmetic._tuple(strides, rank, "strides")
-  lhs_dilation = arithmetic._tuple(lhs_dilation, rank, "lhs_dilation")
-  rhs_dilation = arithmetic._tuple(rhs_dilation, rank, "rhs_dilation")
+  strides = as_tuple(strides, rank, "strides")
+  lhs_dilation = as_tuple(lhs_dilation, rank, "lhs_dilation")
+  rhs_dilation = as_tuple(rhs_dilation, rank, "rhs_dilation")
   spatial, kernel = tuple(x.shape[1:-1]), tuple(w.shape[:-2])
   mode, pads = arithmetic.resolve_padding(
       padding, spatial, kernel, strides, rhs_dilation, lhs_dilation)

@@ -29,6 +29,7 @@ import numpy as np
 
 from cnnjax.ops import arithmetic
 from cnnjax.ops.arithmetic import PaddingLike
+from cnnjax.ops.validation import as_tuple
 
 IntSeq = int | Sequence[int] | None
 
@@ -138,8 +139,8 @@ def choose_lowering(
     return "lax"
   rank = len(w_shape) - 2
   kernel = tuple(w_shape[:-2])
-  if any(d != 1 for d in arithmetic._tuple(lhs_dilation, rank, "lhs_dilation")):
-    if all(s == 1 for s in arithmetic._tuple(strides, rank, "strides")):
+  if any(d != 1 for d in as_tuple(lhs_dilation, rank, "lhs_dilation")):
+    if all(s == 1 for s in as_tuple(strides, rank, "strides")):
       return "subpixel"
     return "matmul"
   if feature_group_count != 1:

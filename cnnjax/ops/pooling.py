@@ -22,7 +22,8 @@ from jax import lax
 
 from cnnjax.ops import arithmetic
 from cnnjax.ops.arithmetic import PaddingLike
-from cnnjax.ops.conv import check_input, pad_spatial
+from cnnjax.ops.conv import pad_spatial
+from cnnjax.ops.validation import as_tuple, check_input
 
 Array = jax.Array
 
@@ -32,7 +33,7 @@ def _pool_args(x, window_shape, strides, padding, name):
     raise ValueError(f"{name}: window_shape must be a tuple of positive ints, one per spatial axis, got {window_shape!r}")
   rank = len(window_shape)
   check_input(x, rank, "x")
-  strides = arithmetic._tuple(strides, rank, "strides")
+  strides = as_tuple(strides, rank, "strides")
   spatial = tuple(x.shape[1:-1])
   mode, pads = arithmetic.resolve_padding(padding, spatial, window_shape, strides)
   out = tuple(arithmetic.conv_output_size(n, k, s, p) for n, k, s, p in zip(spatial, window_shape, strides, pads))

@@ -46,7 +46,7 @@ except ModuleNotFoundError as e:
       "cnnjax.testing.strategies needs hypothesis: pip install 'cnnjax[testing]' "
       "(the assertions of cnnjax.testing work without it)", name=e.name) from None
 
-from cnnjax.ops import arithmetic
+from cnnjax.ops import arithmetic, validation
 
 IntRange = int | tuple[int, int]
 
@@ -105,7 +105,7 @@ def images(
   n_lo, n_hi = _range(batch, "batch")
   s_lo, s_hi = _range(spatial, "spatial")
   c_lo, c_hi = _range(channels, "channels")
-  multiple = arithmetic._tuple(multiple_of, rank, "multiple_of")
+  multiple = validation.as_tuple(multiple_of, rank, "multiple_of")
 
   n_sizes, s_sizes, c_sizes = (_sizes(n_lo, n_hi, buckets), _sizes(s_lo, s_hi, buckets),
                                _sizes(c_lo, c_hi, buckets))
@@ -139,7 +139,7 @@ def shifts(
   shape = tuple(int(n) for n in shape)
   if not shape or min(shape) < 1:
     raise ValueError(f"shape must be the spatial shape (positive sizes, e.g. x.shape[1:-1]), got {shape!r}")
-  stride = arithmetic._tuple(stride, len(shape), "stride")
+  stride = validation.as_tuple(stride, len(shape), "stride")
   parts = []
   for n, s in zip(shape, stride):
     limit = n - 1 if max_shift is None else min(int(max_shift), n - 1)

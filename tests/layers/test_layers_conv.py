@@ -192,7 +192,7 @@ def test_separable_conv_is_depthwise_then_pointwise():
 def test_conv_rejects_nchw_input():
   layer = Conv(8, (3, 3))
   variables = _variables(layer, jnp.zeros((2, 32, 32, 3)))
-  with pytest.raises(ValueError, match=r"expected NHWC.*3 channels.*\(2, 3, 32, 32\).*looks like NCHW"):
+  with pytest.raises(ValueError, match=r"expected NHWC.*3 channels.*\(2, 3, 32, 32\).*looks channels-first \(NCHW"):
     layer.apply(variables, jnp.zeros((2, 3, 32, 32)))
 
 
@@ -219,5 +219,5 @@ def test_conv_rejects_wrong_rank_and_dtype():
 def test_depthwise_rejects_nchw_input():
   layer = DepthwiseConv((3, 3), depth_multiplier=2)
   variables = _variables(layer, jnp.zeros((2, 16, 16, 3)))
-  with pytest.raises(ValueError, match="looks like NCHW"):
+  with pytest.raises(ValueError, match=r"looks channels-first \(NCHW"):
     layer.apply(variables, jnp.zeros((2, 3, 16, 16)))

@@ -189,7 +189,7 @@ def test_conv_transpose_bf16():
 def test_conv_transpose_errors():
   layer = ConvTranspose(8, (3, 3), strides=(2, 2))
   variables = _variables(layer, jnp.zeros((2, 16, 16, 3)))
-  with pytest.raises(ValueError, match=r"expected NHWC.*3 channels.*looks like NCHW"):
+  with pytest.raises(ValueError, match=r"expected NHWC.*3 channels.*looks channels-first \(NCHW"):
     layer.apply(variables, jnp.zeros((2, 3, 16, 16)))
   with pytest.raises(ValueError, match=r"rank 4.*got shape \(16, 16, 3\)"):
     layer.apply(variables, jnp.zeros((16, 16, 3)))

@@ -128,7 +128,7 @@ def test_deformable_bf16_and_errors():
   variables = _variables(layer, x)
   assert variables["params"]["kernel"].shape == (3, 3, 2, 3)
   assert jax.jit(layer.apply)(variables, x).dtype == jnp.bfloat16
-  with pytest.raises(ValueError, match=r"expected NHWC.*2 channels.*looks like NCHW"):
+  with pytest.raises(ValueError, match=r"expected NHWC.*2 channels.*looks channels-first \(NCHW"):
     layer.apply(variables, jnp.zeros((1, 2, 5, 5)))
   with pytest.raises(ValueError, match=r"rank 4.*\(5, 5, 2\)"):
     layer.apply(variables, jnp.zeros((5, 5, 2)))

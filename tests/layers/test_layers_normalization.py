@@ -164,7 +164,7 @@ def test_batch_norm_variance_clamped_at_zero():
 def test_batch_norm_errors():
   bn = BatchNorm()
   variables = bn.init(KEY, jnp.zeros((2, 8, 8, 3)), train=False)
-  with pytest.raises(ValueError, match=r"expected 3 features.*\(2, 3, 8, 8\).*looks like NCHW"):
+  with pytest.raises(ValueError, match=r"expected 3 features.*\(2, 3, 8, 8\).*looks channels-first \(NCHW"):
     bn.apply(variables, jnp.zeros((2, 3, 8, 8)), train=False)
   with pytest.raises(ValueError, match="mutable=\\['batch_stats'\\]"):
     bn.apply(variables, jnp.zeros((2, 8, 8, 3)), train=True)
