@@ -29,6 +29,9 @@ sys.path.insert(0, str(ROOT))
 # more; the parallelism tutorial sets XLA_FLAGS itself before importing jax.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The embedded digits data set prepares itself (offline, in about a second)
+# into the build directory rather than the user's ~/tensorflow_datasets.
+os.environ.setdefault("TFDS_DATA_DIR", str(DOCS / "_build" / "tensorflow_datasets"))
 
 import cnnjax  # noqa: E402
 
