@@ -59,8 +59,8 @@ def load_run(workdir: str | os.PathLike) -> Run:
 
   Example::
 
-    >>> run = load_run('runs/digits')
-    >>> logits = run.model.apply(run.variables, images, train=False)
+    run = load_run('runs/digits')   # a directory written by experiments/train.py
+    logits = run.model.apply(run.variables, images, train=False)
 
   Raises:
     ValueError: no ``config.json`` or no checkpoint in ``workdir``.
