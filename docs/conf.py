@@ -111,10 +111,14 @@ def public_subpackages() -> list[str]:
 
 
 def _exports(module: types.ModuleType) -> list[str]:
+  """What a module exports: its ``__all__``, or else the public classes and
+  functions defined in it or in its own submodules."""
   names = getattr(module, "__all__", None)
   if names is None:
+    prefix = module.__name__
     names = [n for n, v in vars(module).items()
-             if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__]
+             if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
+             and (getattr(v, "__module__", "") == prefix or getattr(v, "__module__", "").startswith(prefix + "."))]
   return list(names)
 
 
