@@ -90,7 +90,9 @@ suppress_warnings = ["ref.python"]
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 nb_execution_mode = os.environ.get("CNNJAX_DOCS_EXECUTE", "force")
-nb_execution_timeout = 300
+# Seconds per cell; generous, as a shared CI machine can be much slower than
+# the minute each tutorial takes on two idle cores.
+nb_execution_timeout = int(os.environ.get("CNNJAX_DOCS_CELL_TIMEOUT", "1200"))
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
