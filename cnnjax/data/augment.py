@@ -789,7 +789,7 @@ def build(spec: str | Sequence[Any] | None) -> Augmentation:
   Args:
     spec: ``None``/``''``/``[]`` (identity); a string of calls; or a sequence
       of strings, ``(name, kwargs)`` pairs and ``{'name': ..., **kwargs}``
-      dicts (``ml_collections`` ``ConfigDict``s work too).
+      dicts (an ``ml_collections.ConfigDict`` works too).
 
   Returns:
     A ``Compose`` of the augmentations, in order.

@@ -101,6 +101,11 @@ def activations(model: nn.Module, variables: PyTree, x: Any,
 
   Example::
 
+    >>> import jax, jax.numpy as jnp
+    >>> from cnnjax import models
+    >>> model = models.create('digits_cnn')
+    >>> images = jnp.zeros((2, 8, 8, 1))
+    >>> variables = model.init(jax.random.key(0), images, train=False)
     >>> maps = activations(model, variables, images[:1], layers=['conv1', 'conv3'])
     >>> maps['conv1'].shape
     (1, 8, 8, 32)

@@ -175,8 +175,12 @@ def plot_filters(kernel: ArrayLike, path: str | os.PathLike, *, max_filters: int
 
   Example::
 
-    >>> kernel = variables['params']['conv1']['conv']['kernel']  # (3, 3, 1, 32)
-    >>> plot_filters(kernel, 'plots/filters_conv1.png')
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> kernel = np.random.default_rng(0).normal(size=(3, 3, 1, 32))  # (kH, kW, C_in, C_out)
+    >>> path = plot_filters(kernel, os.path.join(tempfile.mkdtemp(), 'filters_conv1.png'))
+    >>> os.path.getsize(path) > 0
+    True
 
   Args:
     kernel: ``(kH, kW, C_in, C_out)`` (HWIO).

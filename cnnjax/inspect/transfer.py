@@ -69,9 +69,15 @@ def load_backbone(new_variables: PyTree, trained_variables: PyTree,
 
   Example::
 
+    >>> import jax, jax.numpy as jnp
+    >>> from cnnjax import models
+    >>> x = jnp.zeros((1, 8, 8, 1))
+    >>> trained = models.create('digits_cnn').init(jax.random.key(1), x, train=False)  # e.g. load_run(...).variables
     >>> new = models.create('digits_cnn', num_classes=5)
-    >>> fresh = new.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)
-    >>> variables = load_backbone(fresh, run.variables)  # head: fresh, rest: trained
+    >>> fresh = new.init(jax.random.key(0), x, train=False)
+    >>> variables = load_backbone(fresh, trained)  # head: fresh, rest: trained
+    >>> variables['params']['head']['kernel'].shape
+    (128, 5)
 
   Args:
     new_variables: ``{'params': ..., 'batch_stats': ...}`` of the new model.

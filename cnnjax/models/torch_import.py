@@ -241,11 +241,11 @@ def load_torch_state_dict(model_name: str, state_dict: Mapping[str, Any], *,
 
   Example::
 
-    >>> import torch
-    >>> from cnnjax import models
-    >>> variables = models.load_torch_state_dict('resnet18', torch.load('resnet18.pth'))
-    >>> model = models.create('resnet18', num_classes=1000)
-    >>> logits = model.apply(variables, images_nhwc, train=False)
+    import torch
+    from cnnjax import models
+    variables = models.load_torch_state_dict('resnet18', torch.load('resnet18.pth'))
+    model = models.create('resnet18', num_classes=1000)
+    logits = model.apply(variables, images_nhwc, train=False)
 
   Args:
     model_name: one of ``SUPPORTED`` (ResNet-18/34/50, their CIFAR-stem
