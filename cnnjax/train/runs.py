@@ -257,8 +257,8 @@ def load_run(workdir: str | os.PathLike, *, model: nn.Module | None = None,
 
   Example::
 
-    >>> run = load_run('runs/digits')
-    >>> logits = run.model.apply(run.variables, images, train=False)
+    run = load_run('runs/digits')
+    logits = run.model.apply(run.variables, images, train=False)
 
   ``model`` and ``data``: the objects the run was trained with, if it was
   not trained from names (``train_and_evaluate(..., model=, data=)``).

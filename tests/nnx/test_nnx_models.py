@@ -20,7 +20,19 @@ SMALL = {
     "mobilenet_v2": {"width_multiplier": 0.25},
     "textcnn": {"features": 4, "embed_dim": 4},
     **{n: {"num_filters": 4} for n in models.names() if n.startswith("resnet")},
+    # The newer families at the reduced depth and width their own tests use.
+    "convnext_tiny": {"depths": (1, 1), "dims": (8, 16)},
+    "resnext50_32x4d": {"stage_sizes": (1, 1), "num_filters": 16},
+    "wide_resnet50_2": {"stage_sizes": (1, 1), "num_filters": 4},
+    "efficientnet_b0": {"stages": ((1, 3, 1, 16, 8, 1), (6, 5, 2, 8, 16, 2))},
+    "densenet121": {"block_config": (2, 2), "growth_rate": 8, "num_init_features": 16,
+                    "bn_size": 2},
+    "wrn28_10": {"depth": 10, "widen_factor": 1, "dropout_rate": 0.3},
+    "unet": {"features": (4, 8)},
 }
+# ImageNet-shaped models at 32x32: the equivalence does not depend on the map size.
+SHAPES = {n: (32, 32, 3) for n in ("convnext_tiny", "resnext50_32x4d", "wide_resnet50_2",
+                                   "efficientnet_b0", "densenet121")}
 # Compile time dominates; these run with the slow marker (in CI all the same).
 HEAVY = {"alexnet", "googlenet", "googlenet_small", "mobilenet_v2", "resnet18", "resnet34",
          "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn"}
@@ -28,9 +40,10 @@ HEAVY = {"alexnet", "googlenet", "googlenet_small", "mobilenet_v2", "resnet18", 
 
 def _example(name, batch=2):
   spec = models.spec(name)
+  shape = SHAPES.get(name, spec.input_shape)
   if spec.input_dtype == "int32":
-    return jax.random.randint(jax.random.key(1), (batch, *spec.input_shape), 0, 64, jnp.int32)
-  return jax.random.uniform(jax.random.key(1), (batch, *spec.input_shape), jnp.float32)
+    return jax.random.randint(jax.random.key(1), (batch, *shape), 0, 64, jnp.int32)
+  return jax.random.uniform(jax.random.key(1), (batch, *shape), jnp.float32)
 
 
 def _cases():
@@ -41,7 +54,7 @@ def _cases():
 @pytest.mark.parametrize("name", _cases())
 def test_model_equals_linen_in_both_modes(name):
   fields = SMALL.get(name, {})
-  model = cnnx.models.create(name, rngs=nnx.Rngs(5), **fields)
+  model = cnnx.models.create(name, rngs=nnx.Rngs(5), input_shape=SHAPES.get(name), **fields)
   linen = models.create(name, **fields)
   assert model.module == linen
   x = _example(name)
