@@ -42,6 +42,10 @@ CHUNK_BATCH = 16
 #: output positions per example (smaller maps, e.g. ResNet's last 4x4 stage,
 #: are faster whole).
 CHUNK_MIN_POSITIONS = 64
+#: ``choose_lowering`` computes a grouped (not depthwise) convolution group by
+#: group only up to this many groups: each group is its own convolution in the
+#: compiled program, and 8 is the largest count measured faster.
+PER_GROUP_MAX_GROUPS = 8
 
 _DEFAULT_LOWERING: contextvars.ContextVar[str] = contextvars.ContextVar(
     "cnnjax_conv_lowering", default="auto")
@@ -108,10 +112,13 @@ def choose_lowering(
     (``ops.conv_fast.conv_depthwise_taps``), 2.4-3.9x faster than im2col
     and 3-20x faster than XLA:CPU's grouped convolution at every measured
     shape;
-  * on CPU, for other grouped convolutions, ``'per_group'``: one ordinary
+  * on CPU, for other grouped convolutions of at most
+    ``PER_GROUP_MAX_GROUPS`` groups, ``'per_group'``: one ordinary
     convolution per group (``ops.conv_fast.conv_per_group``), whose
     gradients are ungrouped convolutions (3.9x faster than im2col and 80x
-    faster than XLA:CPU's grouped convolution on ResNeXt-like 8 groups);
+    faster than XLA:CPU's grouped convolution on 8 groups); with more groups
+    (ResNeXt's 32) one convolution per group multiplies the compile time, so
+    ``'matmul'`` (one grouped product over im2col patches);
   * on CPU, ``'matmul'`` (``conv_matmul``: im2col and one matrix product)
     for 1x1 convolutions, which are matrix products;
   * on CPU, ``'chunked'`` (``lax`` on chunks of ``CHUNK_BATCH`` examples) for
@@ -144,7 +151,9 @@ def choose_lowering(
       return "subpixel"
     return "matmul"
   if feature_group_count != 1:
-    return "taps" if w_shape[-2] == 1 else "per_group"
+    if w_shape[-2] == 1:
+      return "taps"
+    return "per_group" if feature_group_count <= PER_GROUP_MAX_GROUPS else "matmul"
   if all(k == 1 for k in kernel):
     return "matmul"
   out = arithmetic.conv_output_shape(
@@ -157,6 +166,7 @@ def choose_lowering(
 __all__ = [
     "CHUNK_BATCH",
     "CHUNK_MIN_POSITIONS",
+    "PER_GROUP_MAX_GROUPS",
     "LOWERINGS",
     "check_lowering",
     "choose_lowering",

@@ -97,6 +97,9 @@ def test_auto_rule():
                                **cpu) == "taps"
   assert ops.choose_lowering((64, 28, 28, 128), (3, 3, 16, 128), feature_group_count=8,
                              **cpu) == "per_group"
+  # Past PER_GROUP_MAX_GROUPS groups (ResNeXt's 32), one grouped product over im2col.
+  assert ops.choose_lowering((64, 28, 28, 128), (3, 3, 4, 128), feature_group_count=32,
+                             **cpu) == "matmul"
   # Batches larger than a chunk, on maps of at least CHUNK_MIN_POSITIONS positions: chunked.
   chunk, positions = conv_lib.CHUNK_BATCH, conv_lib.CHUNK_MIN_POSITIONS
   assert ops.choose_lowering((chunk + 1, 32, 32, 3), (5, 5, 3, 6), **cpu) == "chunked"
