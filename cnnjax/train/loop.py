@@ -1,4 +1,4 @@
-"""The training loop: ``train_and_evaluate(config, workdir, *, model=None, data=None)``.
+"""The training loop: ``train_and_evaluate(config, workdir, *, model=None, data=None, task=None)``.
 
 One loop for every experiment, in the shape of the Flax ImageNet example:
 
@@ -159,6 +159,7 @@ def train_and_evaluate(
     *,
     model: nn.Module | None = None,
     data: setup.DataSet | None = None,
+    task: Any = None,
     fresh: bool = False,
     devices: list[jax.Device] | None = None,
 ) -> dict[str, Any]:
@@ -177,13 +178,18 @@ def train_and_evaluate(
       data set's number of logits; default ``config.model`` from the registry.
     data: a data set object (``cnnjax.train.setup.DataSet``); default
       ``config.data`` through ``cnnjax.data``.
+    task: what is learnt, a ``cnnjax.train.tasks`` object or one with the
+      same methods; default the one ``config.task`` names.
     fresh: start over: move an existing ``workdir`` aside to
       ``<workdir>.old-<time>`` first.
     devices: run on these local devices only (one process); default all.
 
   Returns:
-    The summary also written to ``summary.json``: ``test_loss``,
-    ``test_accuracy``, ``steps``, ``epochs``, ``wall_time_s``,
+    The summary also written to ``summary.json``: ``test_<key>`` for every
+    key of ``task.summary_keys`` (``test_loss``, ``test_accuracy`` for
+    classification; ``test_mae``, ``test_rmse``, ``test_r2`` for regression;
+    ``test_pixel_accuracy``, ``test_mean_iou`` for segmentation), ``task``,
+    ``primary_metric``, ``steps``, ``epochs``, ``wall_time_s``,
     ``images_per_sec``, ``devices``, ``resumed_from_step`` and more. For a
     finished run, the summary already on disk.
 
@@ -202,7 +208,7 @@ def train_and_evaluate(
     config = ml_collections.ConfigDict(dict(config))
   config_lib.validate(config)
   config_lib.warn_about_backend(config)
-  exp = setup.build(config, model=model, data=data, devices=devices)
+  exp = setup.build(config, model=model, data=data, devices=devices, task=task)
   if not fresh:
     try:
       finished = runs.finished_summary(workdir, exp.total_steps,
@@ -232,7 +238,7 @@ def train_and_evaluate(
                      time.time() - start_time)
   if runs.is_main():
     if config.plots:
-      metrics_lib.plot_run(workdir, config)
+      metrics_lib.plot_run(workdir, config, keys=exp.task.plot_keys)
     runs.write_json(workdir, "summary.json", summary)
   runs.barrier("cnnjax-end")
   return summary
@@ -281,24 +287,26 @@ def _test(exp: setup.Experiment, workdir: str, state: Any,
   writer = metrics_lib.MetricsWriter(workdir, enabled=runs.is_main())
   writer.write(exp.total_steps, "test", test)
   if runs.is_main():
-    print(f"test ({config.data.test_split}) loss {test['loss']:.4f} "
-          f"accuracy {test['accuracy']:.4f}")
+    shown = " ".join(f"{key} {test[key]:.4f}" for key in exp.task.summary_keys)
+    print(f"test ({config.data.test_split}) {shown}")
   return test
 
 
 def _summary(exp: setup.Experiment, test: dict[str, float], history: dict[str, Any],
              images_per_sec: float | None, start_step: int, checkpointer: Checkpointer,
              wall_time_s: float) -> dict[str, Any]:
-  config = exp.config
+  config, keys = exp.config, exp.task.summary_keys
+  train = history.get("train", {})
   return {
       "model": config.model.name,
       "dataset": config.data.name,
       "test_split": config.data.test_split,
-      "test_loss": test["loss"],
-      "test_accuracy": test["accuracy"],
+      **{f"test_{key}": test[key] for key in keys},
       "test_count": test["count"],
-      "train_loss": history.get("train", {}).get("loss"),
-      "train_accuracy": history.get("train", {}).get("accuracy"),
+      **{f"train_{key}": train.get(key) for key in keys},
+      "task": getattr(exp.task, "name", type(exp.task).__name__),
+      "primary_metric": f"test_{exp.task.primary}",
+      "higher_is_better": bool(exp.task.higher_is_better),
       "steps": exp.total_steps,
       "epochs": exp.num_epochs,
       "steps_per_epoch": exp.steps_per_epoch,

@@ -193,8 +193,9 @@ def progress_bar(total: int, initial: int = 0, desc: str = "", *,
 
 
 def plot_curves(metrics_path: str, plots_dir: str, *, title: str = "",
-                split_names: Mapping[str, str] | None = None) -> list[str]:
-  """Writes ``loss.png`` and ``accuracy.png`` (train and eval curves per step).
+                split_names: Mapping[str, str] | None = None,
+                keys: Sequence[str] = ("loss", "accuracy")) -> list[str]:
+  """Writes ``<key>.png`` for each of ``keys`` (train and eval curves per step).
 
   Args:
     metrics_path: a ``metrics.jsonl``.
@@ -203,6 +204,7 @@ def plot_curves(metrics_path: str, plots_dir: str, *, title: str = "",
     split_names: the data split behind each event split, e.g.
       ``{'train': 'train', 'eval': 'test'}``; the legend names the data split
       (``'test'``), not the role (``'eval'``).
+    keys: the metrics plotted (a task's ``plot_keys``).
 
   Returns:
     The paths written.
@@ -215,7 +217,7 @@ def plot_curves(metrics_path: str, plots_dir: str, *, title: str = "",
   events = read_events(metrics_path)
   os.makedirs(plots_dir, exist_ok=True)
   written = []
-  for key in ("loss", "accuracy"):
+  for key in keys:
     fig, ax = plt.subplots(figsize=(6, 4))
     for split in ("train", "eval"):
       points = [(e["step"], e[key]) for e in events if e.get("split") == split and key in e]
@@ -239,7 +241,8 @@ def plot_curves(metrics_path: str, plots_dir: str, *, title: str = "",
   return written
 
 
-def plot_run(workdir: str, config: Mapping[str, Any]) -> list[str]:
+def plot_run(workdir: str, config: Mapping[str, Any],
+             keys: Sequence[str] = ("loss", "accuracy")) -> list[str]:
   """``plot_curves`` of a run directory, titled with model, data set and directory.
 
   The legend names the data splits of ``config.data`` (``train_split`` and
@@ -249,4 +252,5 @@ def plot_run(workdir: str, config: Mapping[str, Any]) -> list[str]:
   title = f"{config['model']['name']} on {data['name']} ({workdir})"
   return plot_curves(os.path.join(workdir, "metrics.jsonl"), os.path.join(workdir, "plots"),
                      title=title,
-                     split_names={"train": data["train_split"], "eval": data["eval_split"]})
+                     split_names={"train": data["train_split"], "eval": data["eval_split"]},
+                     keys=keys)

@@ -157,6 +157,9 @@ def check_model_kwargs(model: str, kwargs: Mapping[str, Any]) -> None:
   except ValueError:
     return
   for key, value in kwargs.items():
+    if key == "num_outputs" and key not in fields and "num_classes" in fields:
+      # models.create reads it as num_classes: a regression head of that many outputs.
+      key = "num_classes"
     if key not in fields:
       raise _unknown_field(model, key, fields)
     field = fields[key]

@@ -28,7 +28,6 @@ import jax
 import numpy as np
 
 from cnnjax.train import metrics as metrics_lib
-from cnnjax.train.steps import summarize
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -100,14 +99,25 @@ class ProgressBar:
       return
     (self.bar.write if self.bar is not None else print)(line)
 
-  def postfix(self, event: dict) -> None:
+  def postfix(self, event: dict, primary: str = "accuracy") -> None:
     if self.bar is not None:
-      self.bar.set_postfix(loss=f"{event['loss']:.4f}", acc=f"{event['accuracy']:.3f}",
+      self.bar.set_postfix(loss=f"{event['loss']:.4f}",
+                           **{_short(primary): f"{event[primary]:.3f}"},
                            img_s=f"{event['images_per_sec']:.0f}")
 
   def close(self) -> None:
     if self.bar is not None:
       self.bar.close()
+
+
+def _short(metric: str) -> str:
+  """The console's name of a metric (``acc`` for accuracy, as the lines always said)."""
+  return "acc" if metric == "accuracy" else metric
+
+
+def _line(values: dict, task) -> str:
+  """``loss X acc Y``: the loss and the task's primary metric."""
+  return f"loss {values['loss']:.4f} {_short(task.primary)} {values[task.primary]:.4f}"
 
 
 class LogTrain(Every):
@@ -129,11 +139,11 @@ class LogTrain(Every):
     if step - len(window) > self.start_step:  # Leave the compiling window out.
       self.train_images += images
       self.train_time += elapsed
-    event = self.writer.write_summed(
-        step, "train", window, images_per_sec=images / max(elapsed, 1e-9),
+    event = self.writer.write(step, "train", dict(
+        self.exp.summarize(window), images_per_sec=images / max(elapsed, 1e-9),
         learning_rate=float(self.exp.learning_rate(step - 1)),
-        epoch=step / self.exp.steps_per_epoch)
-    self.console.postfix(event)
+        epoch=step / self.exp.steps_per_epoch))
+    self.console.postfix(event, self.exp.task.primary)
     window.clear()
     self.window_start = time.time()
 
@@ -143,10 +153,10 @@ class LogTrain(Every):
 
 
 def evaluate(experiment, state: Any, loader) -> dict[str, float]:
-  """Loss, accuracy and count of ``state`` over one pass of ``loader``."""
+  """The task's metrics of ``state`` over one pass of ``loader`` (from the split's sums)."""
   parallel = experiment.parallel
   outputs = [experiment.eval_step(state, parallel.shard_batch(batch)) for batch in loader]
-  return summarize(metrics_lib.sum_metrics([parallel.host_metrics(m) for m in outputs]))
+  return experiment.summarize([parallel.host_metrics(m) for m in outputs])
 
 
 class EndOfEpoch(Every):
@@ -164,14 +174,14 @@ class EndOfEpoch(Every):
     epoch = int(np.ceil(step / exp.steps_per_epoch))
     line = f"epoch {epoch}/{int(np.ceil(exp.num_epochs))} step {step}"
     if self.host.epoch:
-      train = summarize(metrics_lib.sum_metrics(self.host.epoch))
+      train = exp.summarize(self.host.epoch)
       self.host.epoch.clear()
-      line += f": train loss {train['loss']:.4f} acc {train['accuracy']:.4f}"
+      line += f": train {_line(train, exp.task)}"
       self.history["train"] = train
     if epoch % config.eval_every_epochs == 0 or step == exp.total_steps:
       result = evaluate(exp, state, exp.eval_loader)
       self.writer.write(step, "eval", dict(result, epoch=step / exp.steps_per_epoch))
-      line += f" | {config.data.eval_split} loss {result['loss']:.4f} acc {result['accuracy']:.4f}"
+      line += f" | {config.data.eval_split} {_line(result, exp.task)}"
       if step == exp.total_steps:
         self.history["final_eval"] = result
     self.console.say(line)

@@ -113,10 +113,16 @@ def finished_summary(workdir: str, total_steps: int,
 
 
 def finished_message(summary: dict[str, Any]) -> str:
-  """``run already finished at step N — summary.json: test accuracy X; use --fresh ...``."""
-  accuracy = summary.get("test_accuracy")
-  shown = f"{accuracy:.4f}" if isinstance(accuracy, (int, float)) else repr(accuracy)
-  return (f"run already finished at step {summary['steps']} — summary.json: test accuracy "
+  """``run already finished at step N — summary.json: test accuracy X; use --fresh ...``.
+
+  The metric shown is the summary's ``primary_metric`` (``test_mae``,
+  ``test_mean_iou``, ...), ``test_accuracy`` for summaries without one.
+  """
+  key = summary.get("primary_metric", "test_accuracy")
+  value = summary.get(key)
+  shown = f"{value:.4f}" if isinstance(value, (int, float)) else repr(value)
+  name = key.removeprefix("test_").replace("_", " ")
+  return (f"run already finished at step {summary['steps']} — summary.json: test {name} "
           f"{shown}; use --fresh to start over (the old run is moved aside, not deleted)")
 
 
@@ -171,7 +177,9 @@ def _model_and_shape(config, model: nn.Module | None, data: Any, axis_name: str 
   if data is None:
     data = setup.NamedData(config)
   if model is None:
-    model = setup.model_from_config(config, data.num_classes, axis_name)
+    from cnnjax.train import tasks  # noqa: PLC0415
+    outputs = tasks.from_config(config).num_outputs(getattr(data, "info", data))
+    model = setup.model_from_config(config, outputs, axis_name)
   return model, data.image_shape
 
 

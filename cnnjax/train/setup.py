@@ -17,6 +17,11 @@ objects skips them:
   (iterable of batches, ``steps_per_epoch``, ``get_state``/``set_state``).
   ``NamedData(config)`` is the default, over ``cnnjax.data``.
 
+* ``task``: what is learnt (``cnnjax.train.tasks``); default the one
+  ``config.task`` names. The model gets ``task.num_outputs(info)`` outputs
+  (the data set's classes, its regression targets, or pixel classes), and the
+  steps call the task for the batch's augmentation, the loss and the metrics.
+
 Nothing here writes to the run directory or compiles a step; the
 ``Experiment``'s ``train_step``/``eval_step`` compile on first call.
 """
@@ -34,9 +39,10 @@ import ml_collections
 import optax
 
 from cnnjax.train import optim
+from cnnjax.train import tasks as tasks_lib
 from cnnjax.train.parallel import Parallel
 from cnnjax.train.state import TrainState, create_train_state
-from cnnjax.train.steps import eval_step, train_step
+from cnnjax.train.steps import eval_step, finalize, train_step
 
 
 class DataSet(Protocol):
@@ -89,20 +95,28 @@ def check_splits(config: ml_collections.ConfigDict, data: DataSet) -> None:
 
 def model_from_config(config: ml_collections.ConfigDict, num_classes: int,
                       axis_name: str | None) -> nn.Module:
-  """``models.create(config.model.name, **config.model.kwargs)`` for ``num_classes`` labels."""
+  """``models.create(config.model.name, **config.model.kwargs)`` with ``num_classes`` outputs.
+
+  ``num_classes`` is the task's ``num_outputs``: logits of a classifier or of
+  every pixel, or regression outputs (``model.kwargs.num_outputs`` may name
+  the latter; it must agree).
+  """
   from cnnjax import models  # noqa: PLC0415
 
   entry = models.spec(config.model.name)  # ValueError listing the names.
   fields = set(entry.fields())
   kwargs = dict(config.model.kwargs)
-  if kwargs.get("num_classes", num_classes) != num_classes:
+  given = "num_outputs" if "num_outputs" in kwargs and "num_outputs" not in fields else "num_classes"
+  if kwargs.get(given, num_classes) != num_classes:
     # Labels would reach num_classes - 1 of the data set: one_hot of a label
     # out of range is all zeros, a silently wrong loss.
     raise ValueError(
-        f"model.kwargs.num_classes={kwargs['num_classes']!r} does not match data set "
-        f"{config.data.name!r}, whose labels are 0..{num_classes - 1} "
-        f"({num_classes} classes); remove model.kwargs.num_classes (it is taken "
-        f"from the data set) or set it to {num_classes}")
+        f"model.kwargs.{given}={kwargs[given]!r} does not match data set "
+        f"{config.data.name!r} and task {config.get('task', 'classification')!r}, which need "
+        f"{num_classes} outputs; remove model.kwargs.{given} (it is taken from the data set) "
+        f"or set it to {num_classes}")
+  if given == "num_outputs":
+    del kwargs["num_outputs"]
   kwargs["num_classes"] = num_classes
   if "axis_name" in fields:
     kwargs["axis_name"] = axis_name
@@ -128,19 +142,29 @@ def adapt_model(model: nn.Module, axis_name: str | None) -> nn.Module:
   return model
 
 
-def step_options(config: ml_collections.ConfigDict, num_classes: int) -> dict[str, Any]:
-  """The static keyword arguments of ``train_step`` the config asks for."""
-  options: dict[str, Any] = dict(num_classes=num_classes,
-                                 label_smoothing=float(config.label_smoothing),
+def step_options(config: ml_collections.ConfigDict, num_classes: int,
+                 task: Any = None) -> dict[str, Any]:
+  """The static keyword arguments of ``train_step`` the config asks for.
+
+  Raises:
+    ValueError: a mixing (``mixup_alpha``/``cutmix_alpha``) the task does not allow.
+  """
+  if task is None:
+    task = tasks_lib.from_config(config)
+  options: dict[str, Any] = dict(num_classes=num_classes, task=task,
                                  skip_nonfinite=bool(config.skip_nonfinite))
-  if config.augment or config.mixup_alpha > 0 or config.cutmix_alpha > 0:
+  if config.augment:
     from cnnjax.data import augment as augment_lib  # noqa: PLC0415
-    if config.augment:
-      options["augment"] = augment_lib.build(config.augment)
-    if config.mixup_alpha > 0:
-      options.update(mixup=augment_lib.mixup, mixup_alpha=float(config.mixup_alpha))
-    if config.cutmix_alpha > 0:
-      options.update(cutmix=augment_lib.cutmix, cutmix_alpha=float(config.cutmix_alpha))
+    options["augment"] = augment_lib.build(config.augment)
+  mixers = task.mixers() if config.mixup_alpha > 0 or config.cutmix_alpha > 0 else {}
+  for name in ("mixup", "cutmix"):
+    alpha = float(config[f"{name}_alpha"])
+    if alpha > 0:
+      if name not in mixers:
+        raise ValueError(
+            f"config {name}_alpha={alpha!r}: the {getattr(task, 'name', type(task).__name__)} "
+            f"task allows {sorted(mixers) or 'no mixing'}; set {name}_alpha=0")
+      options.update({name: mixers[name], f"{name}_alpha": alpha})
   return options
 
 
@@ -151,12 +175,13 @@ def compile_steps(parallel: Parallel, options: dict[str, Any],
 
   The two functions are the pluggable part of the engine: any
   ``fn(state, batch, *, axis_name, **options) -> (state, metrics)`` and
-  ``fn(state, batch, *, axis_name) -> metrics`` returning the sums of
-  ``cnnjax.train.steps`` serve.
+  ``fn(state, batch, *, axis_name, task) -> metrics`` returning the task's
+  sums (``cnnjax.train.steps``) serve; ``eval_fn`` gets ``options['task']``.
   """
   axis = parallel.axis_name
+  task = options.get("task") or tasks_lib.Classification()
   p_train = parallel.train_step(lambda s, b: train_fn(s, b, axis_name=axis, **options))
-  p_eval = parallel.eval_step(lambda s, b: eval_fn(s, b, axis_name=axis))
+  p_eval = parallel.eval_step(lambda s, b: eval_fn(s, b, axis_name=axis, task=task))
   return p_train, p_eval
 
 
@@ -167,6 +192,7 @@ class Experiment:
   config: ml_collections.ConfigDict
   model: nn.Module
   data: DataSet
+  task: Any
   parallel: Parallel
   train_loader: Any
   eval_loader: Any
@@ -177,6 +203,10 @@ class Experiment:
   tx: optax.GradientTransformation
   train_step: Callable
   eval_step: Callable
+
+  def summarize(self, metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """The task's numbers from the host metrics of any number of steps (``steps.finalize``)."""
+    return finalize(self.task, metrics)
 
   def init_state(self) -> TrainState:
     """The step-0 ``TrainState`` on the host (numpy), from ``config.seed``."""
@@ -196,8 +226,11 @@ class Experiment:
 
 def build(config: ml_collections.ConfigDict, *, model: nn.Module | None = None,
           data: DataSet | None = None,
-          devices: list[jax.Device] | None = None) -> Experiment:
+          devices: list[jax.Device] | None = None, task: Any = None) -> Experiment:
   """Checks and builds everything ``config`` (or the given objects) describe; compiles nothing.
+
+  ``task`` defaults to ``tasks.from_config(config)``; its ``num_outputs`` of
+  the data set (``data.info`` when it has one, else ``data``) sizes the model.
 
   Raises:
     ValueError: an unknown strategy, model or data set name, a missing
@@ -215,11 +248,15 @@ def build(config: ml_collections.ConfigDict, *, model: nn.Module | None = None,
   if data is None:
     data = NamedData(config)
   check_splits(config, data)
+  if task is None:
+    task = tasks_lib.from_config(config)
+  # ValueError for a data set without the task's labels (a regression on digits).
+  num_outputs = task.num_outputs(getattr(data, "info", data))
   if model is None:
-    model = model_from_config(config, data.num_classes, parallel.axis_name)
+    model = model_from_config(config, num_outputs, parallel.axis_name)
   else:
     model = adapt_model(model, parallel.axis_name)
-  options = step_options(config, data.num_classes)
+  options = step_options(config, num_outputs, task)
   train_loader = data.loader(config.data.train_split, train=True, batch_size=config.batch_size,
                              seed=config.seed, subset=config.data.train_subset)
   eval_loader = data.loader(config.data.eval_split, train=False,
@@ -233,7 +270,7 @@ def build(config: ml_collections.ConfigDict, *, model: nn.Module | None = None,
   tx = optim.create_optimizer(config.optimizer, config.schedule, steps_per_epoch, num_epochs,
                               learning_rate=learning_rate)
   p_train, p_eval = compile_steps(parallel, options)
-  return Experiment(config=config, model=model, data=data, parallel=parallel,
+  return Experiment(config=config, model=model, data=data, task=task, parallel=parallel,
                     train_loader=train_loader, eval_loader=eval_loader,
                     steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                     num_epochs=num_epochs, learning_rate=learning_rate, tx=tx,

@@ -11,15 +11,20 @@ sharded along ``AXIS``: there are no collectives in the step or the model,
 XLA inserts the cross-device reductions where the global arrays need them
 (see ``cnnjax.train.parallel``).
 
-A batch is a dict of ``'image'`` float ``(B, H, W, C)``, ``'label'`` int32
-``(B,)`` and ``'mask'`` bool ``(B,)`` (``False`` marks padding), where ``B`` is
-the per-device batch size.
+What is learnt is a task object (``cnnjax.train.tasks``; classification by
+default): it says what the batch holds, the loss, the metrics and how a batch
+is augmented and mixed, so the steps are the same for every task. A
+classification batch is a dict of ``'image'`` float ``(B, H, W, C)``,
+``'label'`` int32 ``(B,)`` and ``'mask'`` bool ``(B,)`` (``False`` marks
+padding), where ``B`` is the per-device batch size; regression batches carry
+``'target'`` ``(B, k)``, segmentation batches ``'segmentation'`` ``(B, H, W)``.
 
 Metrics are sums over the global batch (``lax.psum``), never means of
-per-device means: ``loss_sum``, ``correct`` and ``count`` (the number of real,
-unmasked examples), so a padded last evaluation batch counts each example
-exactly once. ``summarize`` turns accumulated sums into ``loss`` and
-``accuracy``.
+per-device means: the task's ``metric_sums`` (for classification
+``loss_sum``, ``correct`` and ``count``, the number of real, unmasked
+examples), so a padded last evaluation batch counts each example exactly once.
+``finalize(task, steps)`` turns the sums of many steps into the task's
+numbers; ``summarize`` is its classification form.
 
 Every collective goes through ``cnnjax.ops.collectives``, which skips it when
 the axis has one device (XLA keeps a no-op ``all-reduce`` otherwise, and on
@@ -28,7 +33,7 @@ CPU each is a fusion barrier).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -38,6 +43,7 @@ import optax
 from jax import lax
 
 from cnnjax.ops import collectives
+from cnnjax.train import tasks as tasks_lib
 from cnnjax.train.state import TrainState
 
 #: The one name of the device axis: pmap's ``axis_name``, the mesh axis of
@@ -92,35 +98,33 @@ def cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def _batch_metrics(logits, labels, per_example_loss, mask, axis_name) -> Metrics:
-  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-  return _psum({
-      "loss_sum": jnp.sum(per_example_loss * mask),
-      "correct": jnp.sum(correct * mask),
-      "count": jnp.sum(mask),
-  }, axis_name)
-
-
 def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _inputs(images, labels, key, device, axis_name, *, num_classes, label_smoothing, augment,
-            mixup, mixup_alpha, cutmix, cutmix_alpha):
-  """Augmented images and (smoothed, mixed) soft targets of one step (see ``train_step``)."""
+def _inputs(task, batch, key, device, axis_name, *, num_classes, augment, mixup, mixup_alpha,
+            cutmix, cutmix_alpha):
+  """The augmented, mixed batch of one step and its soft targets (see ``train_step``).
+
+  Soft targets exist for a task with ``targets`` (classification: one-hot,
+  smoothed, then mixed); otherwise they are ``None`` and the task reads its
+  labels from the batch.
+  """
+  batch = dict(batch)
   if augment is not None:
-    keys = _per_example_keys(jax.random.fold_in(key, _AUGMENT), images.shape[0], axis_name)
-    images = jax.vmap(augment)(keys, images)
-  targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-  if label_smoothing > 0:
-    targets = optax.smooth_labels(targets, label_smoothing)
+    keys = _per_example_keys(jax.random.fold_in(key, _AUGMENT), batch["image"].shape[0],
+                             axis_name)
+    batch = task.augment_batch(augment, keys, batch)
+  targets = task.targets(batch, num_classes) if hasattr(task, "targets") else None
   mix_key = jax.random.fold_in(jax.random.fold_in(key, _MIX), device)
   if mixup is not None and mixup_alpha > 0:
-    images, targets = mixup(jax.random.fold_in(mix_key, 0), images, targets, mixup_alpha)
+    batch, targets = task.mix_batch(mixup, jax.random.fold_in(mix_key, 0), batch, targets,
+                                    mixup_alpha)
   if cutmix is not None and cutmix_alpha > 0:
-    images, targets = cutmix(jax.random.fold_in(mix_key, 1), images, targets, cutmix_alpha)
-  return images, targets
+    batch, targets = task.mix_batch(cutmix, jax.random.fold_in(mix_key, 1), batch, targets,
+                                    cutmix_alpha)
+  return batch, targets
 
 
 def _keep_if(finite: jax.Array, new: TrainState, old: TrainState) -> TrainState:
@@ -136,7 +140,8 @@ def train_step(
     state: TrainState,
     batch: Batch,
     *,
-    num_classes: int,
+    num_classes: int = 0,
+    task: Any = None,
     label_smoothing: float = 0.0,
     augment: AugmentFn | None = None,
     mixup: MixFn | None = None,
@@ -159,14 +164,20 @@ def train_step(
 
   Args:
     state: the replicated ``TrainState``.
-    batch: ``'image'`` ``(B, H, W, C)``, ``'label'`` ``(B,)`` int,
-      ``'mask'`` ``(B,)`` bool; ``B`` per device.
-    num_classes: ``K``, the number of logits.
-    label_smoothing: ``optax.smooth_labels`` factor, 0 to disable.
+    batch: ``'image'`` ``(B, H, W, C)``, ``'mask'`` ``(B,)`` bool and what
+      the task reads (``'label'`` ``(B,)`` int for classification); ``B`` per
+      device.
+    num_classes: ``K``, the number of logits of a classification task (its
+      one-hot targets are built before the model runs).
+    task: a ``cnnjax.train.tasks`` object (or one with the same methods);
+      default ``Classification(label_smoothing)``.
+    label_smoothing: ``optax.smooth_labels`` factor of the default task, 0 to
+      disable; give it to the task instead when passing ``task``.
     augment: ``fn(key, image) -> image`` for one ``(H, W, C)`` image, applied
-      per example on device; ``None`` for no augmentation.
-    mixup: ``fn(key, images, soft_labels, alpha) -> (images, soft_labels)``,
-      used when ``mixup_alpha > 0``.
+      per example on device through ``task.augment_batch``; ``None`` for no
+      augmentation.
+    mixup: ``fn(key, images, labels, alpha) -> (images, labels)`` (one of
+      ``task.mixers()``), used when ``mixup_alpha > 0``.
     mixup_alpha: Beta parameter of mixup; 0 disables it.
     cutmix: as ``mixup``, used when ``cutmix_alpha > 0``.
     cutmix_alpha: Beta parameter of cutmix; 0 disables it.
@@ -178,37 +189,43 @@ def train_step(
       ``jax.jit`` with shardings): then nothing is reduced explicitly.
 
   Returns:
-    ``(new_state, metrics)``: metrics ``loss_sum``, ``correct``, ``count``,
-    ``skipped`` and ``grad_norm``, identical on every device.
+    ``(new_state, metrics)``: metrics are the task's ``metric_sums`` (for
+    classification ``loss_sum``, ``correct``, ``count``, against the step's
+    smoothed or mixed targets), ``skipped`` and ``grad_norm``, identical on
+    every device.
   """
+  if task is None:
+    task = tasks_lib.Classification(label_smoothing=label_smoothing)
+  elif label_smoothing:
+    raise ValueError(
+        f"label_smoothing={label_smoothing!r} is an option of the default task; with "
+        f"task={task!r} give it to the task (tasks.Classification(label_smoothing=...))")
   key = jax.random.fold_in(state.key(), state.step)
   device = _device_index(axis_name)
-  labels = batch["label"]
-  mask = batch["mask"].astype(jnp.float32)
-  images, targets = _inputs(
-      batch["image"], labels, key, device, axis_name, num_classes=num_classes,
-      label_smoothing=label_smoothing, augment=augment, mixup=mixup,
-      mixup_alpha=mixup_alpha, cutmix=cutmix, cutmix_alpha=cutmix_alpha)
+  batch, targets = _inputs(
+      task, batch, key, device, axis_name, num_classes=num_classes, augment=augment,
+      mixup=mixup, mixup_alpha=mixup_alpha, cutmix=cutmix, cutmix_alpha=cutmix_alpha)
+  # Classification's (mixed) soft targets go with the batch to its loss and metrics.
+  soft = () if targets is None else (targets,)
   dropout_key = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), device)
 
   def loss_fn(params):
     logits, updates = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, images,
+        {"params": params, "batch_stats": state.batch_stats}, batch["image"],
         train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key})
-    per_example = cross_entropy(logits, targets)
-    count = jnp.maximum(jnp.sum(mask), 1.0)
-    loss = jnp.sum(per_example * mask) / count
-    return loss, (logits, per_example, updates.get("batch_stats", {}))
+    loss_sum, weight = task.loss_terms(logits, batch, *soft)
+    loss = loss_sum / jnp.maximum(weight, 1.0)
+    return loss, (logits, updates.get("batch_stats", {}))
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (_, (logits, per_example, batch_stats)), grads = grad_fn(state.params)
+  (_, (logits, batch_stats)), grads = grad_fn(state.params)
   # Every device holds the same per-device count, so the mean of the
   # per-device mean gradients is the gradient of the global mean loss.
   grads = _pmean(grads, axis_name)
   # With BatchNorm normalising over AXIS the statistics already agree across
   # devices; the mean keeps them identical whatever the model does.
   batch_stats = _pmean(batch_stats, axis_name)
-  metrics = _batch_metrics(logits, labels, per_example, mask, axis_name)
+  metrics = _psum(task.metric_sums(logits, batch, *soft), axis_name)
   metrics["grad_norm"] = optax.tree.norm(grads)
 
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
@@ -221,25 +238,54 @@ def train_step(
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: Batch, *, axis_name: str | None = AXIS) -> Metrics:
+def eval_step(state: TrainState, batch: Batch, *, task: Any = None,
+              axis_name: str | None = AXIS) -> Metrics:
   """Evaluates a batch (or one device's share of it) with ``train=False``.
 
   Padded examples (``mask == False``) contribute nothing; the sums are
   ``psum``-ed over ``axis_name`` (global sums already with ``None``), so
-  accumulating them over an evaluation pass and dividing once counts every
+  accumulating them over an evaluation pass and finalising once counts every
   real example exactly once.
 
+  Args:
+    state: the replicated ``TrainState``.
+    batch: as ``train_step``'s.
+    task: a ``cnnjax.train.tasks`` object; default ``Classification()``.
+    axis_name: as ``train_step``'s.
+
   Returns:
-    ``loss_sum``, ``correct`` and ``count``, identical on every device.
+    The task's ``metric_sums`` (classification: ``loss_sum``, ``correct`` and
+    ``count``), identical on every device.
   """
+  if task is None:
+    task = tasks_lib.Classification()
   logits = state.apply_fn(
       {"params": state.params, "batch_stats": state.batch_stats},
       batch["image"], train=False)
-  num_classes = logits.shape[-1]
-  targets = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.float32)
-  per_example = cross_entropy(logits, targets)
-  return _batch_metrics(logits, batch["label"], per_example,
-                        batch["mask"].astype(jnp.float32), axis_name)
+  return _psum(task.metric_sums(logits, batch), axis_name)
+
+
+#: Step metrics that are not the task's sums: averaged (``grad_norm``) or summed over steps.
+STEP_EXTRAS = ("grad_norm", "skipped")
+
+
+def finalize(task: Any, metrics: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+  """The task's numbers (``task.finalize``) from the host sums of any number of steps.
+
+  ``grad_norm`` is averaged over the steps and ``skipped`` summed; they come
+  first, as in ``summarize``.
+
+  Args:
+    task: the task whose ``metric_sums`` the steps returned.
+    metrics: host dicts of step (or evaluation) metrics; at least one.
+  """
+  extras = {key: np.array([float(np.asarray(m[key])) for m in metrics], np.float64)
+            for key in STEP_EXTRAS if key in metrics[0]}
+  out = {key: float(v.mean() if key == "grad_norm" else v.sum()) for key, v in extras.items()}
+  sums = tasks_lib.accumulate({k: v for k, v in m.items() if k not in STEP_EXTRAS}
+                              for m in metrics)
+  out.update(task.finalize(sums))
+  return out
 
 
 def summarize(metrics: Mapping[str, Any]) -> dict[str, float]:

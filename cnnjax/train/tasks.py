@@ -17,6 +17,12 @@ A task is a small object the training and evaluation steps call; it knows
   ``test_<key>``), ``plot_keys`` and ``primary`` (the metric that says how good
   a run is, with ``higher_is_better``).
 
+* how a training batch is augmented and mixed: ``augment_batch(fn, keys,
+  batch)`` applies a per-image augmentation ``fn(key, image)`` (and, for
+  segmentation, the same geometry to the class map); ``mixers()`` names the
+  mixing functions the task allows (``'mixup'``, ``'cutmix'``) and
+  ``mix_batch(fn, key, batch, targets, alpha)`` applies one.
+
 ``Classification`` reproduces the original steps exactly (softmax
 cross-entropy on one-hot, optionally smoothed or mixed targets; ``loss_sum``,
 ``correct``, ``count``). ``get(name, **fields)`` builds one by name; a user
@@ -68,13 +74,24 @@ def accumulate(sums: Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     ``{key: summed array}``; arrays keep their shape (a confusion matrix stays
     ``(K, K)``).
   """
+  entries = list(sums)
   out: dict[str, np.ndarray] = {}
-  for entry in sums:
-    for key, value in entry.items():
-      value = np.asarray(value)
-      value = value.astype(np.int64 if np.issubdtype(value.dtype, np.integer) else np.float64)
-      out[key] = out[key] + value if key in out else value
+  for key in (entries[0] if entries else {}):
+    # One stacked sum per key (numpy's pairwise summation), the same numbers
+    # as summing the per-step floats of a scalar metric in one array.
+    values = np.stack([np.asarray(entry[key]) for entry in entries])
+    values = values.astype(np.int64 if np.issubdtype(values.dtype, np.integer) else np.float64)
+    out[key] = values.sum(axis=0)
   return out
+
+
+def _augment_images(augment: Any, keys: Array, batch: Batch) -> dict[str, Array]:
+  return dict(batch, image=jax.vmap(augment)(keys, batch["image"]))
+
+
+def _augmentations() -> Any:
+  from cnnjax.data import augment as augment_lib  # noqa: PLC0415
+  return augment_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +127,21 @@ class Classification:
     if self.label_smoothing > 0:
       targets = optax.smooth_labels(targets, self.label_smoothing)
     return targets
+
+  def augment_batch(self, augment: Any, keys: Array, batch: Batch) -> dict[str, Array]:
+    """``batch`` with ``augment(key, image)`` applied to every image ``(H, W, C)``; ``keys`` ``(B,)``."""
+    return _augment_images(augment, keys, batch)
+
+  def mixers(self) -> dict[str, Any]:
+    """``{'mixup': fn, 'cutmix': fn}``, ``fn(key, images, soft_targets, alpha)``."""
+    augment_lib = _augmentations()
+    return {"mixup": augment_lib.mixup, "cutmix": augment_lib.cutmix}
+
+  def mix_batch(self, mix: Any, key: Array, batch: Batch, targets: Array,
+                alpha: float) -> tuple[dict[str, Array], Array]:
+    """Images and soft targets ``(B, K)`` mixed by ``mix`` (one of ``mixers()``)."""
+    images, targets = mix(key, batch["image"], targets, alpha)
+    return dict(batch, image=images), targets
 
   def per_example_loss(self, logits: Array, targets: Array) -> Array:
     """Softmax cross-entropy ``(B,)`` float32 against probabilities ``targets`` ``(B, K)``."""
@@ -215,6 +247,23 @@ class Regression:
           f"the regression task needs a data set with a 'target' feature; "
           f"{getattr(info, 'name', info)!r} has none (num_targets=0)")
     return k
+
+  def augment_batch(self, augment: Any, keys: Array, batch: Batch) -> dict[str, Array]:
+    """``batch`` with ``augment(key, image)`` applied to every image; targets unchanged.
+
+    Geometric augmentations that change what is regressed (a rotation of a
+    rotation angle) are the config's to leave out.
+    """
+    return _augment_images(augment, keys, batch)
+
+  def mixers(self) -> dict[str, Any]:
+    """None: a mixed image has no single target."""
+    return {}
+
+  def mix_batch(self, mix: Any, key: Array, batch: Batch, targets: Any,
+                alpha: float) -> tuple[dict[str, Array], Any]:
+    """Refused (``ValueError``): a mixed image has no single target."""
+    raise ValueError("the regression task mixes no images: set mixup_alpha=0 and cutmix_alpha=0")
 
   def _check(self, outputs: Array, batch: Batch) -> tuple[Array, Array]:
     target = jnp.asarray(batch["target"], jnp.float32)
@@ -327,6 +376,25 @@ class Segmentation:
           f"the segmentation task needs a data set with a 'segmentation' feature; "
           f"{getattr(info, 'name', info)!r} has none")
     return self.num_classes or int(info.num_classes)
+
+  def augment_batch(self, augment: Any, keys: Array, batch: Batch) -> dict[str, Array]:
+    """Images and class maps ``(B, H, W)`` moved together (``augment.with_segmentation``).
+
+    Pixels brought in from outside the image get ``ignore_label``.
+    """
+    paired = _augmentations().with_segmentation(augment, self.ignore_label)
+    images, maps = jax.vmap(paired)(keys, batch["image"], batch["segmentation"])
+    return dict(batch, image=images, segmentation=maps)
+
+  def mixers(self) -> dict[str, Any]:
+    """``{'cutmix': augment.cutmix_segmentation}``; mixup would give a pixel two classes."""
+    return {"cutmix": _augmentations().cutmix_segmentation}
+
+  def mix_batch(self, mix: Any, key: Array, batch: Batch, targets: Any,
+                alpha: float) -> tuple[dict[str, Array], Any]:
+    """Images and class maps mixed by ``mix(key, images, maps, alpha)``; ``targets`` passes through."""
+    images, maps = mix(key, batch["image"], batch["segmentation"], alpha)
+    return dict(batch, image=images, segmentation=maps), targets
 
   def _valid(self, logits: Array, batch: Batch) -> tuple[Array, Array]:
     labels = jnp.asarray(batch["segmentation"])
