@@ -82,6 +82,8 @@ python_maximum_signature_line_length = 100
 # intersphinx, which would need the network, so they are left as text.
 nitpicky = True
 nitpick_ignore_regex = [(r"py:.*", r"(?!cnnjax\.).*")]
+# The data set protocol is documented with train_and_evaluate; setup.py has no page of its own.
+nitpick_ignore = [("py:class", "cnnjax.train.setup.DataSet")]
 # A bare field name in a signature (``dtype``) matches the same field of many
 # modules; the ambiguity is harmless and the first match is as good as any.
 suppress_warnings = ["ref.python"]

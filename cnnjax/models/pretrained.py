@@ -160,9 +160,9 @@ def pretrained(name: str, path: str | os.PathLike, /, *, seed: int = 0,
 
   Example::
 
-    >>> model, variables = models.pretrained('convnext_tiny', 'convnext_tiny-983f1562.pth')
-    >>> logits = model.apply(variables, images_nhwc, train=False)   # (N, 1000)
-    >>> model, variables = models.pretrained('resnet50', 'resnet50.safetensors', num_classes=10)
+    model, variables = models.pretrained('convnext_tiny', 'convnext_tiny-983f1562.pth')
+    logits = model.apply(variables, images_nhwc, train=False)   # (N, 1000)
+    model, variables = models.pretrained('resnet50', 'resnet50.safetensors', num_classes=10)
 
   Args:
     name: a registered model name (``models.names()``).

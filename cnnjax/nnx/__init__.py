@@ -1,4 +1,4 @@
-"""cnnjax for Flax NNX: the same layers, blocks and models as ``nnx.Module``s, and weights both ways.
+"""cnnjax for Flax NNX: the same layers, blocks and models as NNX modules, and weights both ways.
 
 * ``cnnjax.nnx.Conv``, ``BatchNorm``, ``MaxPool``, ... (``cnnjax.nnx.layers``):
   constructors in ``flax.nnx``'s style (``in_features``, ``rngs``).

@@ -139,7 +139,8 @@ class FromLinen(nnx.Module):
     """Applies the module.
 
     Args:
-      x, *args, **kwargs: the linen module's inputs (without ``train``).
+      x: the linen module's first input; further positional and keyword
+        arguments are passed on to it as well (without ``train``).
       use_running_average: the mode for this call (default: the module's,
         set by ``train()``/``eval()``).
       rngs: a key or ``nnx.Rngs`` for dropout in training mode (default:

@@ -167,7 +167,7 @@ def train_and_evaluate(
 
   Example, a model that is in no registry::
 
-    >>> summary = train_and_evaluate(config, 'runs/mine', model=MyNet(num_classes=10))
+    summary = train_and_evaluate(config, 'runs/mine', model=MyNet(num_classes=10))
 
   Args:
     config: a config from ``experiments/configs`` (see
