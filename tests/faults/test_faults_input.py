@@ -48,7 +48,7 @@ def _case(name, tmp_path):
   if name == "unknown_dataset":
     return (["--config.data.name=digitz"], 2,
             ["unknown data set 'digitz' (did you mean 'digits'?): expected an embedded data set "
-             "['digits']"])
+             "['digit_scenes', 'digits', 'digits_rotation']"])
   if name == "dataset_not_prepared":
     data_dir = str(tmp_path / "tfds")
     return (["--config.data.name=mnist", f"--config.data.data_dir={data_dir}"], 2,
