@@ -50,7 +50,8 @@ def test_training_after_a_killed_preparation_prepares_again_and_trains(tmp_path)
 def test_num_classes_below_the_data_sets_labels_is_refused_before_compiling(tmp_path):
   config = tiny_config(**{"model.kwargs": {"width": 4, "num_classes": 5}})
   with pytest.raises(ValueError, match=r"model.kwargs.num_classes=5 does not match data set "
-                                       r"'digits', whose labels are 0..9 \(10 classes\)"):
+                                       r"'digits' and task 'classification', which need 10 "
+                                       r"outputs; remove model.kwargs.num_classes .* or set it to 10"):
     train_and_evaluate(config, str(tmp_path / "run"), devices=jax.local_devices()[:2])
   assert not os.path.exists(tmp_path / "run")
 
