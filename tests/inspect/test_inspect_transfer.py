@@ -99,18 +99,22 @@ def test_statistics_move_without_freezing(setup):
 
 def test_fine_tuning_moves_the_backbone_less(setup):
   model, variables, _, x, y = setup
-  def change(backbone_lr):
+  def change(backbone_lr, steps):
     tx = ci.transfer_optimizer(optax.sgd(0.1), optax.sgd(backbone_lr))
-    out, _ = fit(model, variables, tx, x, y, steps=2, batch_size=8, freeze_statistics=True)
-    return (np.abs(_flat(out)["params/conv2/conv/kernel"]
-                   - _flat(variables)["params/conv2/conv/kernel"]).max(),
-            _flat(out)["params/head/kernel"])
-  slow, head_slow = change(0.01)
-  fast, head_fast = change(0.1)
+    out, _ = fit(model, variables, tx, x, y, steps=steps, batch_size=8, freeze_statistics=True)
+    return np.abs(_flat(out)["params/conv2/conv/kernel"]
+                  - _flat(variables)["params/conv2/conv/kernel"]).max()
+  # Plain SGD, one step from the same weights and batch: the update is the
+  # rate times the same gradient, so the changes are in the ratio of the
+  # rates. Only the rounding of kernel + update differs: kernel entries of
+  # order 1 and changes above 1e-5 bound its relative effect by about
+  # eps * 1e5 ~ 1e-2.
+  slow, fast = change(0.01, 1), change(0.1, 1)
   assert 0 < slow < fast
-  # Plain SGD: the first update is proportional to the rate.
-  # Later steps follow changed gradients, so the ratio of the changes is 10 only to 30%.
-  assert slow == pytest.approx(fast / 10, rel=0.3)
+  assert slow > 1e-5 and slow == pytest.approx(fast / 10, rel=1e-2)
+  # Later steps follow gradients that depend on the earlier updates, so only
+  # the order is asserted.
+  assert 0 < change(0.01, 3) < change(0.1, 3)
 
 
 def test_fit_checks_its_inputs(setup):
