@@ -63,6 +63,24 @@ def test_digits_smoke_end_to_end(tmp_path):
   assert summary["checkpoints"][-1] == summary["steps"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name, metrics", [
+    ("digits_rotation.py", ("test_mae", "test_rmse", "test_r2")),
+    ("digit_scenes_unet.py", ("test_mean_iou", "test_pixel_accuracy")),
+])
+def test_task_config_smoke_variant_end_to_end(tmp_path, name, metrics):
+  # The configs' own :smoke variants (not a tiny copy of them), as their docstrings run them.
+  config = _load(os.path.join(ROOT, "experiments", "configs", name)).get_config("smoke")
+  with config.unlocked():
+    config.compilation_cache_dir = ""
+  summary = train_and_evaluate(config, str(tmp_path / "run"), devices=jax.local_devices()[:2])
+  assert summary["steps"] == summary["steps_per_epoch"] > 0
+  for metric in metrics:
+    assert np.isfinite(summary[metric]), (metric, summary[metric])
+  for file in ("config.json", "metrics.jsonl", "summary.json", "plots/loss.png"):
+    assert (tmp_path / "run" / file).exists()
+
+
 N_MOCK = 96
 
 
