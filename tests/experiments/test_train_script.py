@@ -49,17 +49,23 @@ def test_config_is_valid_locked_and_documented(path):
     module.get_config("smokey")
 
 
-@pytest.mark.slow
-def test_digits_smoke_end_to_end(tmp_path):
-  config = _load(os.path.join(ROOT, "experiments", "configs", "digits_cnn.py")).get_config("smoke")
+def _smoke_run(name, run_dir):
+  """Trains config ``name``'s own :smoke variant on two devices; checks the run files, returns the summary."""
+  config = _load(os.path.join(ROOT, "experiments", "configs", name)).get_config("smoke")
   with config.unlocked():
     config.compilation_cache_dir = ""
-  summary = train_and_evaluate(config, str(tmp_path / "run"), devices=jax.local_devices()[:2])
+  summary = train_and_evaluate(config, str(run_dir), devices=jax.local_devices()[:2])
+  for file in ("config.json", "metrics.jsonl", "summary.json", "plots/loss.png"):
+    assert (run_dir / file).exists()
+  return summary
+
+
+@pytest.mark.slow
+def test_digits_smoke_end_to_end(tmp_path):
+  summary = _smoke_run("digits_cnn.py", tmp_path / "run")
   assert summary["test_count"] == 360
   # Two epochs of the default recipe already separate the ten digits well.
   assert summary["test_accuracy"] > 0.8
-  for name in ("config.json", "metrics.jsonl", "summary.json", "plots/loss.png"):
-    assert (tmp_path / "run" / name).exists()
   assert summary["checkpoints"][-1] == summary["steps"]
 
 
@@ -70,15 +76,10 @@ def test_digits_smoke_end_to_end(tmp_path):
 ])
 def test_task_config_smoke_variant_end_to_end(tmp_path, name, metrics):
   # The configs' own :smoke variants (not a tiny copy of them), as their docstrings run them.
-  config = _load(os.path.join(ROOT, "experiments", "configs", name)).get_config("smoke")
-  with config.unlocked():
-    config.compilation_cache_dir = ""
-  summary = train_and_evaluate(config, str(tmp_path / "run"), devices=jax.local_devices()[:2])
+  summary = _smoke_run(name, tmp_path / "run")
   assert summary["steps"] == summary["steps_per_epoch"] > 0
   for metric in metrics:
     assert np.isfinite(summary[metric]), (metric, summary[metric])
-  for file in ("config.json", "metrics.jsonl", "summary.json", "plots/loss.png"):
-    assert (tmp_path / "run" / file).exists()
 
 
 N_MOCK = 96
