@@ -7,6 +7,10 @@ float32, random data resident in memory, the contenders are
   ``axis_name='batch'``), ``train.create_optimizer``, ``train.create_train_state``,
   ``train.Parallel('pmap')`` on one device, ``train.train_step`` (loss, metrics,
   ``pmean`` of gradients and statistics, gradient norm), state donated;
+* ``cnnjax_nnx``: the same with ``config.api='nnx'``'s state: the model as a
+  ``cnnjax.nnx`` module, ``nnx.Optimizer``, the same ``train.train_step``
+  over an ``NNXTrainState`` (``nnx.value_and_grad``, split/merge inside the
+  compiled step);
 * ``flax``: the same network written directly with ``flax.linen.Conv``,
   ``BatchNorm``, ``max_pool`` and a plain ``jax.jit`` step with ``optax.adam``
   and donation, the no-overhead reference;
@@ -21,6 +25,7 @@ one step) separately. Run it on an idle machine::
   python benchmarks/train_step.py                       # both models, batch 128, 10 s each
   python benchmarks/train_step.py --models lenet5 --batch 128,256 --lowerings auto,lax
   python benchmarks/train_step.py --models mobilenet_v2 --contenders cnnjax,torch   # no Flax twin
+  python benchmarks/train_step.py --models lenet5,resnet18_cifar --contenders cnnjax,cnnjax_nnx
   python benchmarks/train_step.py --smoke               # a few steps of everything, for tests
 """
 
@@ -43,7 +48,7 @@ import _common  # noqa: E402
 MODELS = ("lenet5", "resnet18_cifar", "mobilenet_v2")
 #: Models with a hand-written ``flax.linen`` twin (``flax_model``).
 FLAX_MODELS = ("lenet5", "resnet18_cifar")
-CONTENDERS = ("cnnjax", "flax", "torch", "torch_compile")
+CONTENDERS = ("cnnjax", "cnnjax_nnx", "flax", "torch", "torch_compile")
 NUM_CLASSES = 10
 LEARNING_RATE = 1e-3
 
@@ -84,10 +89,12 @@ def keep_single_device_collectives():
 
 
 def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
-                     lowering: str = "auto", keep_collectives: bool = False) -> _common.Contender:
+                     lowering: str = "auto", keep_collectives: bool = False,
+                     api: str = "linen") -> _common.Contender:
   """The engine's ``pmap(train_step)`` on one device, with ``ops.default_lowering(lowering)``.
 
-  ``keep_collectives`` traces the step under ``keep_single_device_collectives``.
+  ``keep_collectives`` traces the step under ``keep_single_device_collectives``;
+  ``api='nnx'`` trains an ``NNXTrainState`` (``config.api='nnx'``).
   """
   import jax
 
@@ -107,8 +114,8 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
   def setup():
     keep = keep_single_device_collectives() if keep_collectives else contextlib.nullcontext()
     with ops.default_lowering(lowering), keep:
-      host = jax.device_get(train.create_train_state(
-          model, tx, seed=0, input_shape=(1, *images.shape[1:])))
+      host = jax.device_get(jax.jit(lambda: train.setup.create_state(
+          model, tx, api=api, seed=0, input_shape=(1, *images.shape[1:])))())
       holder["state"] = parallel.put_state(host)
       holder["batch"] = parallel.shard_batch(
           {"image": images, "label": labels, "mask": np.ones(len(labels), bool)})
@@ -127,7 +134,8 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
     return float(m["loss_sum"]) / float(m["count"])
 
   tags = ([] if lowering == "auto" else [lowering]) + (["1-device collectives kept"] if keep_collectives else [])
-  name = f"cnnjax[{', '.join(tags)}]" if tags else "cnnjax"
+  base = "cnnjax_nnx" if api == "nnx" else "cnnjax"
+  name = f"{base}[{', '.join(tags)}]" if tags else base
   c = _common.Contender(name, run, len(labels), setup=setup)
   c.info["_final_loss"] = final_loss
   return c
@@ -413,6 +421,8 @@ def build(contender: str, model_name: str, images, labels, lowerings,
     if keep:
       out.append(cnnjax_contender(model_name, images, labels, lowerings[0], keep_collectives=True))
     return out
+  if contender == "cnnjax_nnx":
+    return [cnnjax_contender(model_name, images, labels, lowerings[0], api="nnx")]
   if contender == "flax":
     return [flax_contender(model_name, images, labels)] if model_name in FLAX_MODELS else []
   return [torch_contender(model_name, images, labels, compiled=contender == "torch_compile")]
@@ -486,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
       entry = {"model": model_name, "batch": batch, "contenders": summaries}
       if base is not None:
         entry["ratios"] = {f"cnnjax/{k}": ratio(base, v) for k, v in summaries.items() if k != "cnnjax"}
+        if "cnnjax_nnx" in summaries:  # The NNX step's images/s as a fraction of the linen step's.
+          entry["ratios"]["cnnjax_nnx/cnnjax"] = ratio(summaries["cnnjax_nnx"], base)
       record["results"].append(entry)
       for name, s in summaries.items():
         r = entry.get("ratios", {}).get(f"cnnjax/{name}", math.nan)

@@ -142,3 +142,43 @@ def assert_close(actual: Any, desired: Any, *, rtol: float, err_msg: str = "") -
   desired = np.asarray(desired)
   scale = float(np.max(np.abs(desired))) if desired.size else 0.0
   np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=err_msg)
+
+
+class ArrayLoader:
+  """Batches of in-memory arrays in ``BatchPlan``'s order, with a checkpointable position."""
+
+  def __init__(self, images, labels, *, train, batch_size, seed):
+    self.images, self.labels, self.train = images, labels, train
+    from cnnjax.data.loader import BatchPlan  # noqa: PLC0415
+    self.plan = BatchPlan(len(labels), batch_size, 0, 1, train, seed)
+    self.steps_per_epoch = self.plan.steps_per_epoch
+    self.step = 0
+
+  def __iter__(self):
+    while self.train or self.step < self.steps_per_epoch:
+      index, mask = self.plan(self.step)
+      self.step += 1
+      yield {"image": self.images[index], "label": self.labels[index], "mask": mask}
+    self.step = 0
+
+  def get_state(self):
+    return {"step": self.step}
+
+  def set_state(self, state):
+    self.step = int(state["step"])
+
+
+class ArrayData:
+  """A data set object (``cnnjax.train.setup.DataSet``): 3 classes of (6, 6, 2) images, made up in memory."""
+
+  name, num_classes, image_shape, splits = "arrays", 3, (6, 6, 2), ("train", "test")
+
+  def __init__(self):
+    rng = np.random.default_rng(0)
+    self.labels = rng.integers(0, 3, 96).astype(np.int32)
+    self.images = (rng.normal(size=(96, 6, 6, 2)) + self.labels[:, None, None, None]).astype(np.float32)
+
+  def loader(self, split, *, train, batch_size, seed, subset=None):
+    n = 64 if split == "train" else 96
+    return ArrayLoader(self.images[:n], self.labels[:n], train=train, batch_size=batch_size,
+                       seed=seed)

@@ -1,6 +1,8 @@
 """Training: state, pure steps under pmap/shard_map/jit, optimizers, checkpoints, the loop.
 
-* ``TrainState``, ``create_train_state`` (``state``)
+* ``TrainState``, ``create_train_state`` (``state``); ``NNXTrainState``,
+  ``create_nnx_train_state`` (``nnx_state``): the same for Flax NNX models
+  (``config.api='nnx'``), trained by the same steps
 * ``AXIS``, ``train_step``, ``eval_step``, ``summarize`` (``steps``): pure
   steps, with collectives over ``AXIS = 'batch'`` or for the global batch
 * ``Parallel`` (``parallel``): runs them under ``jax.pmap``, ``jax.shard_map``
@@ -28,6 +30,7 @@ from cnnjax.train.config import base_config, validate
 from cnnjax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
 from cnnjax.train.runs import Run, load_run, read_config, restore_checkpoint
 from cnnjax.train.metrics import MetricsWriter
+from cnnjax.train.nnx_state import NNXTrainState, create_nnx_train_state
 from cnnjax.train.optim import create_learning_rate_schedule, create_optimizer, decay_mask
 from cnnjax.train.parallel import Parallel
 from cnnjax.train.state import TrainState, create_train_state
@@ -40,6 +43,7 @@ __all__ = [
     "CheckpointMismatchError",
     "Checkpointer",
     "MetricsWriter",
+    "NNXTrainState",
     "NonFiniteLossError",
     "Parallel",
     "Preempted",
@@ -48,6 +52,7 @@ __all__ = [
     "abstract_target",
     "base_config",
     "create_learning_rate_schedule",
+    "create_nnx_train_state",
     "create_optimizer",
     "create_train_state",
     "decay_mask",

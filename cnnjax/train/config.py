@@ -116,6 +116,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule.decay_factor = 0.1  # Piecewise: the multiplier at each boundary.
 
   c.strategy = "pmap"  # 'pmap', 'shard_map' or 'jit' over all devices (README: Parallelism).
+  c.api = "linen"  # The model's Flax API: 'linen' (TrainState) or 'nnx' (cnnjax.nnx model, nnx.Optimizer).
   c.skip_nonfinite = False  # Skip updates whose loss/gradient is NaN/Inf instead of stopping.
 
   c.log_every_steps = 50  # Fetch metrics to the host, log and update the bar every N steps.
@@ -277,6 +278,7 @@ def validate(config: Mapping[str, Any]) -> None:
   _choice(config, "schedule.name", config["schedule"]["name"], SCHEDULES)
   _choice(config, "model.dtype", config["model"]["dtype"], DTYPES)
   _choice(config, "strategy", config["strategy"], ("pmap", "shard_map", "jit"))
+  _choice(config, "api", config.get("api", "linen"), ("linen", "nnx"))
   _choice(config, "data.pipeline", config["data"]["pipeline"], ("memory", "grain"))
   for key in ("batch_size", "eval_batch_size", "log_every_steps", "max_to_keep",
               "eval_every_epochs"):

@@ -41,7 +41,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import ml_collections
 
@@ -136,6 +135,7 @@ def train(exp: setup.Experiment, state: Any, start_step: int, host: periodic.Hos
 def _restore_or_init(exp: setup.Experiment, workdir: str, checkpointer: Checkpointer):
   """``(host_state, start_step)``: the newest checkpoint's, or step 0's; writes ``config.json``."""
   abstract = exp.abstract_state()
+  runs.check_api(workdir, exp.config)
   try:
     restored = checkpointer.restore(abstract_target(abstract.checkpoint_items()))
   except CheckpointMismatchError as e:
@@ -157,7 +157,7 @@ def train_and_evaluate(
     config: ml_collections.ConfigDict | Mapping[str, Any],
     workdir: str,
     *,
-    model: nn.Module | None = None,
+    model: Any = None,
     data: setup.DataSet | None = None,
     task: Any = None,
     fresh: bool = False,
@@ -175,7 +175,10 @@ def train_and_evaluate(
     workdir: the run directory; if it holds a checkpoint, training resumes from
       the newest readable one; if it holds a finished run, nothing happens.
     model: a ``flax.linen.Module`` called as ``model(x, train=...)`` with the
-      data set's number of logits; default ``config.model`` from the registry.
+      data set's number of logits, or a ``flax.nnx.Module`` (trained from its
+      own weights, which it holds at the end: the run is an NNX run);
+      default ``config.model`` from the registry (as a ``cnnjax.nnx`` model
+      when ``config.api='nnx'``).
     data: a data set object (``cnnjax.train.setup.DataSet``); default
       ``config.data`` through ``cnnjax.data``.
     task: what is learnt, a ``cnnjax.train.tasks`` object or one with the
@@ -241,7 +244,17 @@ def train_and_evaluate(
       metrics_lib.plot_run(workdir, config, keys=exp.task.plot_keys)
     runs.write_json(workdir, "summary.json", summary)
   runs.barrier("cnnjax-end")
+  if setup.is_nnx(model):
+    _update_nnx_model(model, exp.parallel.host_state(state))
   return summary
+
+
+def _update_nnx_model(model: Any, host_state: Any) -> None:
+  """Puts the trained weights into the NNX ``model`` the caller passed (NNX objects are mutable)."""
+  from flax import nnx  # noqa: PLC0415
+  trained = host_state.model()
+  values = (nnx.state(trained, nnx.Param), nnx.state(trained, nnx.BatchStat))
+  nnx.update(model, *jax.tree_util.tree_map(jax.numpy.asarray, values))
 
 
 def _run_training(exp: setup.Experiment, workdir: str, checkpointer: Checkpointer, state: Any,

@@ -28,7 +28,7 @@ import jax
 import ml_collections
 
 from cnnjax.train import config as config_lib
-from cnnjax.train.checkpoint import Checkpointer, abstract_target
+from cnnjax.train.checkpoint import CheckpointMismatchError, Checkpointer, abstract_target
 from cnnjax.train.checkpoint import check_fits
 from cnnjax.train.checkpoint import readable as checkpoint_readable
 from cnnjax.train.state import TrainState
@@ -157,6 +157,27 @@ def trained_with(workdir: str, config: ml_collections.ConfigDict) -> str:
           f"data.name={config.data.name!r}.")
 
 
+def check_api(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """A ``CheckpointMismatchError`` if ``workdir``'s run was trained with another ``config.api``.
+
+  A linen run's checkpoints hold a ``TrainState`` and an NNX run's an
+  ``NNXTrainState``: the same ``params`` and ``batch_stats``, other optimizer
+  state. Said before any checkpoint is read, with the way to resume it.
+  """
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      recorded = json.load(f).get("api", "linen")
+  except (OSError, ValueError, AttributeError):
+    return
+  wanted = config.get("api", "linen")
+  if recorded != wanted:
+    raise CheckpointMismatchError(
+        f"{workdir} holds a run trained with config api={recorded!r}, this config has "
+        f"api={wanted!r}; their checkpoints hold different optimizer states. Resume it with "
+        f"--config.api={recorded}, start over with --fresh (the old run is moved aside), or "
+        f"load its weights with load_run (and cnnjax.nnx.from_linen for an NNX model)")
+
+
 # Reading a run back.
 
 
@@ -187,7 +208,9 @@ def abstract_train_state(
     config: ml_collections.ConfigDict, *, model: nn.Module | None = None, data: Any = None,
     steps_per_epoch: int = 1, num_epochs: float = 1.0
 ) -> TrainState:
-  """The ``TrainState`` a config trains, as ``jax.ShapeDtypeStruct``s (``jax.eval_shape``).
+  """The state a config trains, as ``jax.ShapeDtypeStruct``s (``jax.eval_shape``).
+
+  A ``TrainState``, or an ``NNXTrainState`` for ``config.api='nnx'``.
 
   Nothing is allocated or compiled; the optimizer's schedule does not change
   the state's structure, so the defaults of ``steps_per_epoch`` and
@@ -195,13 +218,13 @@ def abstract_train_state(
   ``config.model`` and ``config.data`` (for a run trained with objects; see
   ``cnnjax.train.setup``).
   """
-  from cnnjax.train import optim  # noqa: PLC0415
-  from cnnjax.train.state import create_train_state  # noqa: PLC0415
+  from cnnjax.train import optim, setup  # noqa: PLC0415
 
   model, image_shape = _model_and_shape(config, model, data, None)
   tx = optim.create_optimizer(config.optimizer, config.schedule, steps_per_epoch, num_epochs)
-  return jax.eval_shape(lambda: create_train_state(
-      model, tx, seed=config.seed, input_shape=(1, *image_shape)))
+  return jax.eval_shape(lambda: setup.create_state(
+      model, tx, api=config.get("api", "linen"), seed=config.seed,
+      input_shape=(1, *image_shape)))
 
 
 def restore_checkpoint(
@@ -246,7 +269,9 @@ class Run:
   Attributes:
     model: the module the config names, with the data set's ``num_classes``
       and no device axis (``axis_name=None``: inspection runs on one device).
-    variables: ``{'params': ..., 'batch_stats': ...}`` of the newest checkpoint.
+    variables: ``{'params': ..., 'batch_stats': ...}`` of the newest checkpoint
+      (an NNX run's too: ``cnnjax.nnx.from_linen(nnx_model, run.variables)``
+      puts them into an NNX model).
     config: the run's config (``config.json``).
     step: the checkpoint's training step.
     workdir: the run directory (absolute).
@@ -278,7 +303,5 @@ def load_run(workdir: str | os.PathLike, *, model: nn.Module | None = None,
   config = read_config(workdir)
   model, _ = _model_and_shape(config, model, data, None)
   step, state, _ = restore_checkpoint(config, workdir, model=model, data=data)
-  variables = {"params": state.params}
-  if state.batch_stats:
-    variables["batch_stats"] = state.batch_stats
+  variables = {k: v for k, v in state.variables().items() if k == "params" or v}
   return Run(model=model, variables=variables, config=config, step=int(step), workdir=workdir)

@@ -10,7 +10,14 @@ objects skips them:
 
 * ``model``: any ``flax.linen.Module`` called as ``model(x, train=...)``. If it
   has an ``axis_name`` field (the zoo's models do), the engine sets it to the
-  strategy's axis (``AXIS`` under pmap/shard_map, ``None`` under jit).
+  strategy's axis (``AXIS`` under pmap/shard_map, ``None`` under jit). With
+  ``config.api='nnx'`` the same module (or the one ``model.name`` names)
+  trains as a ``cnnjax.nnx`` model (``FromLinen``) with ``nnx.Optimizer``.
+  A ``flax.nnx.Module`` (a ``cnnjax.nnx.models.create`` model or the user's
+  own, called as ``model(x)`` with ``train()``/``eval()`` modes) trains
+  from its own weights and makes the run an NNX run (``config.api='nnx'``).
+  The state is a ``TrainState`` or an ``NNXTrainState``; the steps are the
+  same functions for both.
 * ``data``: any object with ``name``, ``num_classes``, ``image_shape``
   ``(H, W, C)``, ``splits`` (names) and ``loader(split, *, train, batch_size,
   seed, subset=None)`` returning a loader like ``cnnjax.data.make_loader``'s
@@ -134,12 +141,40 @@ def adapt_model(model: nn.Module, axis_name: str | None) -> nn.Module:
   """``model`` with its ``axis_name`` field (if any) set to the strategy's axis."""
   if not isinstance(model, nn.Module):
     raise TypeError(
-        f"model must be a flax.linen.Module instance called as model(x, train=...), "
-        f"got {type(model).__name__}")
+        f"model must be a flax.linen.Module instance called as model(x, train=...) or a "
+        f"flax.nnx.Module called as model(x), got {type(model).__name__}")
   names = {f.name for f in dataclasses.fields(model)}
   if "axis_name" in names and getattr(model, "axis_name") != axis_name:
     return model.clone(axis_name=axis_name)
   return model
+
+
+def adapt_nnx_model(model: Any, axis_name: str | None) -> Any:
+  """An NNX ``model`` for the strategy.
+
+  A ``cnnjax.nnx`` model (``FromLinen``) gets a copy whose linen module's
+  ``axis_name`` is the strategy's, without the ``nnx.Rngs`` it keeps for
+  dropout (the steps pass the step's dropout key, as to a linen module): its
+  state and checkpoints are those of ``config.api='nnx'`` for the same
+  module. Any other ``nnx.Module`` is used as it is (its BatchNorm layers'
+  ``axis_name`` is the user's to set).
+  """
+  from flax import nnx  # noqa: PLC0415
+
+  from cnnjax.nnx.module import FromLinen  # noqa: PLC0415
+  if not isinstance(model, FromLinen):
+    return model
+  copy = nnx.clone(model)
+  copy.module = adapt_model(model.module, axis_name)
+  copy.rngs = None
+  return copy
+
+
+def is_nnx(model: Any) -> bool:
+  """Whether ``model`` is a Flax NNX module (``flax.nnx`` is only imported if it is loaded)."""
+  import sys  # noqa: PLC0415
+  nnx = sys.modules.get("flax.nnx")
+  return nnx is not None and isinstance(model, nnx.Module)
 
 
 def step_options(config: ml_collections.ConfigDict, num_classes: int,
@@ -190,7 +225,7 @@ class Experiment:
   """A run's objects before its first step (see ``build``)."""
 
   config: ml_collections.ConfigDict
-  model: nn.Module
+  model: Any  # A linen module (also under api='nnx': wrapped when the state is made) or an NNX one.
   data: DataSet
   task: Any
   parallel: Parallel
@@ -208,20 +243,42 @@ class Experiment:
     """The task's numbers from the host metrics of any number of steps (``steps.finalize``)."""
     return finalize(self.task, metrics)
 
-  def init_state(self) -> TrainState:
-    """The step-0 ``TrainState`` on the host (numpy), from ``config.seed``."""
-    return jax.device_get(create_train_state(
-        self.model, self.tx, seed=self.config.seed, input_shape=(1, *self.data.image_shape)))
+  def _create_state(self) -> Any:
+    return create_state(self.model, self.tx, api=self.config.get("api", "linen"), seed=self.config.seed,
+                        input_shape=(1, *self.data.image_shape))
 
-  def abstract_state(self) -> TrainState:
+  def init_state(self) -> Any:
+    """The step-0 state on the host (numpy), from ``config.seed``: a ``TrainState``, or an
+    ``NNXTrainState`` when ``config.api`` is ``'nnx'``."""
+    if is_nnx(self.model):  # Its own weights: nothing to compile.
+      return jax.device_get(self._create_state())
+    return jax.device_get(jax.jit(self._create_state)())
+
+  def abstract_state(self) -> Any:
     """The state's shapes and dtypes (``jax.eval_shape``; nothing allocated)."""
-    return jax.eval_shape(lambda: create_train_state(
-        self.model, self.tx, seed=self.config.seed, input_shape=(1, *self.data.image_shape)))
+    return jax.eval_shape(self._create_state)
 
   def test_loader(self):
     """One pass over ``data.test_split``."""
     return self.data.loader(self.config.data.test_split, train=False,
                             batch_size=self.config.eval_batch_size, seed=self.config.seed)
+
+
+def create_state(model: Any, tx: optax.GradientTransformation, *, api: str, seed: int,
+                 input_shape: tuple[int, ...]) -> Any:
+  """The step-0 state of ``model``: a linen module's ``TrainState`` (``api='linen'``), or an
+  ``NNXTrainState`` (``api='nnx'``) of an NNX module's own weights or of a linen module
+  wrapped in ``cnnjax.nnx.FromLinen`` with the weights ``create_train_state`` gives it.
+
+  Call it under ``jax.jit`` or ``jax.eval_shape`` for a linen ``model``.
+  """
+  if is_nnx(model):
+    from cnnjax.train.nnx_state import create_nnx_train_state  # noqa: PLC0415
+    return create_nnx_train_state(model, tx, seed=seed)
+  if api == "nnx":
+    from cnnjax.train.nnx_state import create_nnx_train_state_from_linen  # noqa: PLC0415
+    return create_nnx_train_state_from_linen(model, tx, seed=seed, input_shape=input_shape)
+  return create_train_state(model, tx, seed=seed, input_shape=input_shape)
 
 
 def build(config: ml_collections.ConfigDict, *, model: nn.Module | None = None,
@@ -237,7 +294,7 @@ def build(config: ml_collections.ConfigDict, *, model: nn.Module | None = None,
       split, a batch size the devices do not divide, a ``num_classes`` that
       does not match the data set (``DatasetNotPreparedError`` for a data set
       that is not prepared).
-    TypeError: ``model`` is not a linen module.
+    TypeError: ``model`` is neither a linen nor an NNX module.
   """
   parallel = Parallel(config.strategy, devices)
   parallel.check_batch_size(config.batch_size, "batch_size")
@@ -254,6 +311,11 @@ def build(config: ml_collections.ConfigDict, *, model: nn.Module | None = None,
   num_outputs = task.num_outputs(getattr(data, "info", data))
   if model is None:
     model = model_from_config(config, num_outputs, parallel.axis_name)
+  elif is_nnx(model):
+    if config.get("api", "linen") != "nnx":
+      with config.unlocked():
+        config.api = "nnx"  # Recorded in config.json: the run is an NNX run.
+    model = adapt_nnx_model(model, parallel.axis_name)
   else:
     model = adapt_model(model, parallel.axis_name)
   options = step_options(config, num_outputs, task)

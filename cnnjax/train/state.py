@@ -8,7 +8,7 @@ steps. ``apply_fn`` and ``tx`` are static fields, as in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -46,6 +46,37 @@ class TrainState(train_state.TrainState):
   def key(self) -> jax.Array:
     """The typed PRNG key wrapped around ``rng``."""
     return jax.random.wrap_key_data(self.rng)
+
+  def logits(self, images: jax.Array) -> jax.Array:
+    """The model's output on ``images`` ``(B, H, W, C)`` with ``train=False``."""
+    return self.apply_fn(self.variables(), images, train=False)
+
+  def train_on(self, images: jax.Array, loss_fn: Callable[[jax.Array], jax.Array],
+               dropout_key: jax.Array, reduce: Callable[[PyTree], PyTree]
+               ) -> tuple[TrainState, jax.Array, PyTree]:
+    """One optimizer update: ``(new_state, logits, grads)``.
+
+    Args:
+      images: the step's batch ``(B, H, W, C)`` (augmented, mixed).
+      loss_fn: the scalar loss of the model's training-mode output.
+      dropout_key: the ``'dropout'`` key of the call.
+      reduce: averages a pytree over the device axis (identity for a
+        global batch): applied to the gradients and the updated statistics.
+    """
+    def loss(params):
+      logits, updates = self.apply_fn(
+          {"params": params, "batch_stats": self.batch_stats}, images,
+          train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key})
+      return loss_fn(logits), (logits, updates.get("batch_stats", {}))
+
+    (_, (logits, batch_stats)), grads = jax.value_and_grad(loss, has_aux=True)(self.params)
+    grads = reduce(grads)
+    new = self.apply_gradients(grads=grads, batch_stats=reduce(batch_stats))
+    return new, logits, grads
+
+  def variables(self) -> dict[str, PyTree]:
+    """``{'params': ..., 'batch_stats': ...}`` for ``apply_fn``."""
+    return {"params": self.params, "batch_stats": self.batch_stats}
 
   def checkpoint_items(self) -> dict[str, PyTree]:
     """The pytree fields saved in a checkpoint, by name."""

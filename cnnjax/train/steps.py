@@ -44,12 +44,16 @@ from jax import lax
 
 from cnnjax.ops import collectives
 from cnnjax.train import tasks as tasks_lib
+from cnnjax.train.nnx_state import NNXTrainState
 from cnnjax.train.state import TrainState
 
 #: The one name of the device axis: pmap's ``axis_name``, the mesh axis of
 #: shard_map, every ``lax.pmean``/``psum`` here, and BatchNorm's ``axis_name``.
 AXIS = "batch"
 
+#: A linen or an NNX model's state: what the steps need is ``key()``, ``step``,
+#: ``train_on`` (one update) and ``logits`` (evaluation).
+State = TrainState | NNXTrainState
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
 AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -127,17 +131,14 @@ def _inputs(task, batch, key, device, axis_name, *, num_classes, augment, mixup,
   return batch, targets
 
 
-def _keep_if(finite: jax.Array, new: TrainState, old: TrainState) -> TrainState:
-  """``new`` where ``finite``, else ``old``'s parameters, optimizer state and statistics."""
+def _keep_if(finite: jax.Array, new: Any, old: Any) -> Any:
+  """``new`` where ``finite``, else ``old``'s values (parameters, optimizer state, statistics); the step advances."""
   keep = lambda a, b: jnp.where(finite, a, b)  # noqa: E731
-  return new.replace(
-      params=jax.tree_util.tree_map(keep, new.params, old.params),
-      opt_state=jax.tree_util.tree_map(keep, new.opt_state, old.opt_state),
-      batch_stats=jax.tree_util.tree_map(keep, new.batch_stats, old.batch_stats))
+  return jax.tree_util.tree_map(keep, new, old).replace(step=new.step)
 
 
 def train_step(
-    state: TrainState,
+    state: State,
     batch: Batch,
     *,
     num_classes: int = 0,
@@ -150,7 +151,7 @@ def train_step(
     cutmix_alpha: float = 0.0,
     skip_nonfinite: bool = False,
     axis_name: str | None = AXIS,
-) -> tuple[TrainState, Metrics]:
+) -> tuple[State, Metrics]:
   """One optimizer update on the global batch, or on one device's share of it.
 
   Bind the keyword arguments with ``functools.partial`` (they are static) and
@@ -163,7 +164,9 @@ def train_step(
   how the batch is split, augmentations do not.
 
   Args:
-    state: the replicated ``TrainState``.
+    state: the replicated ``TrainState`` (a linen model) or ``NNXTrainState``
+      (an NNX model): the state runs the model and applies the update
+      (``state.train_on``), the step does the rest.
     batch: ``'image'`` ``(B, H, W, C)``, ``'mask'`` ``(B,)`` bool and what
       the task reads (``'label'`` ``(B,)`` int for classification); ``B`` per
       device.
@@ -209,26 +212,18 @@ def train_step(
   soft = () if targets is None else (targets,)
   dropout_key = jax.random.fold_in(jax.random.fold_in(key, _DROPOUT), device)
 
-  def loss_fn(params):
-    logits, updates = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"],
-        train=True, mutable=["batch_stats"], rngs={"dropout": dropout_key})
+  def loss_fn(logits):
     loss_sum, weight = task.loss_terms(logits, batch, *soft)
-    loss = loss_sum / jnp.maximum(weight, 1.0)
-    return loss, (logits, updates.get("batch_stats", {}))
+    return loss_sum / jnp.maximum(weight, 1.0)
 
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (_, (logits, batch_stats)), grads = grad_fn(state.params)
   # Every device holds the same per-device count, so the mean of the
-  # per-device mean gradients is the gradient of the global mean loss.
-  grads = _pmean(grads, axis_name)
-  # With BatchNorm normalising over AXIS the statistics already agree across
+  # per-device mean gradients is the gradient of the global mean loss. With
+  # BatchNorm normalising over AXIS the statistics already agree across
   # devices; the mean keeps them identical whatever the model does.
-  batch_stats = _pmean(batch_stats, axis_name)
+  new_state, logits, grads = state.train_on(batch["image"], loss_fn, dropout_key,
+                                            lambda tree: _pmean(tree, axis_name))
   metrics = _psum(task.metric_sums(logits, batch, *soft), axis_name)
   metrics["grad_norm"] = optax.tree.norm(grads)
-
-  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   if skip_nonfinite:
     finite = jnp.isfinite(metrics["loss_sum"]) & _all_finite(grads)
     new_state = _keep_if(finite, new_state, state)
@@ -238,7 +233,7 @@ def train_step(
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: Batch, *, task: Any = None,
+def eval_step(state: State, batch: Batch, *, task: Any = None,
               axis_name: str | None = AXIS) -> Metrics:
   """Evaluates a batch (or one device's share of it) with ``train=False``.
 
@@ -248,7 +243,7 @@ def eval_step(state: TrainState, batch: Batch, *, task: Any = None,
   real example exactly once.
 
   Args:
-    state: the replicated ``TrainState``.
+    state: the replicated ``TrainState`` or ``NNXTrainState``.
     batch: as ``train_step``'s.
     task: a ``cnnjax.train.tasks`` object; default ``Classification()``.
     axis_name: as ``train_step``'s.
@@ -259,10 +254,7 @@ def eval_step(state: TrainState, batch: Batch, *, task: Any = None,
   """
   if task is None:
     task = tasks_lib.Classification()
-  logits = state.apply_fn(
-      {"params": state.params, "batch_stats": state.batch_stats},
-      batch["image"], train=False)
-  return _psum(task.metric_sums(logits, batch), axis_name)
+  return _psum(task.metric_sums(state.logits(batch["image"]), batch), axis_name)
 
 
 #: Step metrics that are not the task's sums: averaged (``grad_norm``) or summed over steps.

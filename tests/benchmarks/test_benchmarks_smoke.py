@@ -25,14 +25,14 @@ def _run(script, tmp_path, *args):
 
 @pytest.mark.slow
 def test_train_step_smoke(tmp_path):
-  contenders = "cnnjax,flax,torch" if _has_torch() else "cnnjax,flax"
+  contenders = "cnnjax,cnnjax_nnx,flax,torch" if _has_torch() else "cnnjax,cnnjax_nnx,flax"
   record, stdout = _run("train_step", tmp_path, "--models", "lenet5", "--contenders", contenders)
   (entry,) = record["results"]
   assert entry["model"] == "lenet5" and entry["batch"] == 8
   assert set(entry["contenders"]) == set(contenders.split(","))
   for s in entry["contenders"].values():
     assert s["error"] is None and s["median"] > 0 and s["final_loss"] > 0
-  assert "cnnjax/flax" in entry["ratios"]
+  assert "cnnjax/flax" in entry["ratios"] and entry["ratios"]["cnnjax_nnx/cnnjax"] > 0
   assert "| lenet5 | 8 | cnnjax |" in stdout
 
 

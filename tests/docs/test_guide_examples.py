@@ -22,6 +22,8 @@ SELF_CONTAINED = {
     "blocks": ("layers-and-blocks.md", "class TinyResNet(nn.Module)"),
     "data": ("data.md", "info = data.dataset_info(\"digits\")"),
     "shift equivariance": ("equivariance.md", "def test_my_conv_commutes_with_shifts"),
+    "nnx": ("nnx.md", "optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)"),
+    "nnx training": ("nnx.md", "summary = train.train_and_evaluate(config, \"runs/nnx-example\""),
 }
 
 
@@ -39,6 +41,7 @@ def test_guide_example_runs(name, tmp_path, monkeypatch, capsys):
   if block in README_BLOCKS:
     return  # the same text is run by tests/test_readme.py
   monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+  monkeypatch.chdir(tmp_path)  # Examples that write runs/ write them here.
   namespace = {"__name__": "guide_example"}
   exec(compile(block, f"docs:{name}", "exec"), namespace)
   for key, value in list(namespace.items()):
@@ -46,3 +49,6 @@ def test_guide_example_runs(name, tmp_path, monkeypatch, capsys):
       value()
   if name == "layers":
     assert "(8, 10)" in capsys.readouterr().out
+  if name == "nnx training":
+    assert float(capsys.readouterr().out.strip().splitlines()[-1]) > 0.5
+    assert (tmp_path / "runs" / "nnx-example" / "summary.json").is_file()

@@ -5,14 +5,13 @@ import os
 
 import flax.linen as nn
 import jax
-import numpy as np
 import pytest
 
 from cnnjax import models
-from cnnjax.data.loader import BatchPlan
 from cnnjax.train import config as config_lib
 from cnnjax.train import train_and_evaluate
 from cnnjax.train.runs import load_run
+from testlib import ArrayData
 
 
 class OutsideNet(nn.Module):
@@ -25,45 +24,6 @@ class OutsideNet(nn.Module):
     x = nn.relu(nn.Conv(4, (3, 3))(x))
     x = nn.BatchNorm(use_running_average=not train, axis_name=self.axis_name, momentum=0.5)(x)
     return nn.Dense(self.num_classes, name="head")(x.mean(axis=(1, 2)))
-
-
-class ArrayLoader:
-  """Batches of in-memory arrays in ``BatchPlan``'s order, with a checkpointable position."""
-
-  def __init__(self, images, labels, *, train, batch_size, seed):
-    self.images, self.labels, self.train = images, labels, train
-    self.plan = BatchPlan(len(labels), batch_size, 0, 1, train, seed)
-    self.steps_per_epoch = self.plan.steps_per_epoch
-    self.step = 0
-
-  def __iter__(self):
-    while self.train or self.step < self.steps_per_epoch:
-      index, mask = self.plan(self.step)
-      self.step += 1
-      yield {"image": self.images[index], "label": self.labels[index], "mask": mask}
-    self.step = 0
-
-  def get_state(self):
-    return {"step": self.step}
-
-  def set_state(self, state):
-    self.step = int(state["step"])
-
-
-class ArrayData:
-  """A data set object: 3 classes of (6, 6, 2) images, made up in memory."""
-
-  name, num_classes, image_shape, splits = "arrays", 3, (6, 6, 2), ("train", "test")
-
-  def __init__(self):
-    rng = np.random.default_rng(0)
-    self.labels = rng.integers(0, 3, 96).astype(np.int32)
-    self.images = (rng.normal(size=(96, 6, 6, 2)) + self.labels[:, None, None, None]).astype(np.float32)
-
-  def loader(self, split, *, train, batch_size, seed, subset=None):
-    n = 64 if split == "train" else 96
-    return ArrayLoader(self.images[:n], self.labels[:n], train=train, batch_size=batch_size,
-                       seed=seed)
 
 
 def _config():

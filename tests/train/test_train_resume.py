@@ -21,7 +21,7 @@ STEPS = 60
 TIMEOUT = 240  # seconds for any one subprocess; a hung run fails the test
 
 
-def _command(workdir, cache_dir):
+def _command(workdir, cache_dir, *extra):
   return [
       sys.executable, os.path.join(ROOT, "experiments", "train.py"),
       "--config", os.path.join(ROOT, "experiments", "configs", "digits_cnn.py:smoke"),
@@ -35,6 +35,7 @@ def _command(workdir, cache_dir):
       "--config.max_to_keep=2",
       "--config.plots=False",
       f"--config.compilation_cache_dir={cache_dir}",
+      *extra,
   ]
 
 
@@ -46,8 +47,8 @@ def _env():
   return env
 
 
-def _run(workdir, cache_dir):
-  result = subprocess.run(_command(workdir, cache_dir), env=_env(), capture_output=True,
+def _run(workdir, cache_dir, *extra):
+  result = subprocess.run(_command(workdir, cache_dir, *extra), env=_env(), capture_output=True,
                           text=True, timeout=TIMEOUT)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(os.path.join(workdir, "summary.json")) as f:
@@ -63,9 +64,9 @@ def _last_logged_step(workdir):
   return max(steps, default=0)
 
 
-def _interrupt(workdir, cache_dir, sig, after_step):
+def _interrupt(workdir, cache_dir, sig, after_step, *extra):
   """Starts a run, sends ``sig`` once it has logged ``after_step``; returns the exit status."""
-  process = subprocess.Popen(_command(workdir, cache_dir), env=_env(),
+  process = subprocess.Popen(_command(workdir, cache_dir, *extra), env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + TIMEOUT
   try:
@@ -128,3 +129,19 @@ def test_sigterm_then_sigkill_resume_bit_exactly(tmp_path):
   with open(os.path.join(run, "metrics.jsonl")) as f:
     train_steps = [e["step"] for e in map(json.loads, f) if e["split"] == "train"]
   assert train_steps == list(range(1, STEPS + 1))
+
+
+@pytest.mark.slow
+def test_nnx_run_resumes_bit_exactly_after_sigkill(tmp_path):
+  """``--config.api=nnx``: the checkpoints of the ``NNXTrainState`` resume as the linen ones do."""
+  cache, nnx = str(tmp_path / "cache"), "--config.api=nnx"
+  _run(str(tmp_path / "straight"), cache, nnx)
+  ref_step, ref_params = _final_params(str(tmp_path / "straight"))
+  assert ref_step == STEPS
+  run = str(tmp_path / "killed")
+  status, stderr = _interrupt(run, cache, signal.SIGKILL, 17, nnx)
+  assert status == -signal.SIGKILL, stderr[-3000:]
+  resumed = _run(run, cache, nnx)
+  assert 5 <= resumed["resumed_from_step"] <= 17
+  _, params = _final_params(run)
+  _assert_equal_params(params, ref_params)
