@@ -23,10 +23,14 @@ Contract used by ``cnnjax.train``::
       # prepares embedded data sets; raises DatasetNotPreparedError (a
       # ValueError) with the preparing command for an unprepared TFDS data set,
       # ValueError listing the known names for an unknown one.
-  make_loader(name, split, *, batch_size, train, seed, data_dir=None,
+  Dataset(name, *, data_dir=None, image_size=None, crop_scale=(0.08, 1.0))
+      # resolved once: .info, .source(split, train=, seed=), .channel_stats()
+  make_loader(name | Dataset, split, *, batch_size, train, seed, data_dir=None,
               pipeline='memory' | 'grain', subset=None, process_index=None,
               process_count=None, worker_count=0, image_size=None) -> Loader
-      # image_size: resize (shorter side to image_size / 0.875, centre crop)
+      # image_size: evaluation images resized (shorter side to image_size / 0.875)
+      # and centre-cropped; training images of variable-size sets random-resized
+      # crops of the whole image, new every epoch
 
 A ``Loader`` yields ``{'image': (B, H, W, C) float32, 'label': (B,) int32,
 'mask': (B,) bool}`` with ``B = batch_size // process_count`` (``batch_size``
@@ -49,6 +53,7 @@ from cnnjax.data import augment
 from cnnjax.data.digits import Digits
 from cnnjax.data.loader import Loader, make_loader
 from cnnjax.data.sources import (
+    Dataset,
     DatasetInfo,
     DatasetNotPreparedError,
     dataset_info,
@@ -58,6 +63,7 @@ from cnnjax.data.sources import (
 )
 
 __all__ = [
+    "Dataset",
     "DatasetInfo",
     "DatasetNotPreparedError",
     "Digits",

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from cnnjax.data import digits as digits_lib
+from cnnjax.data.builders import encode_png
 
 NAME = "digit_scenes"
 CANVAS = 64
@@ -128,5 +129,5 @@ class DigitScenes(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, images, segmentations, num_digits) -> Iterator[tuple[int, dict]]:
     # PNG bytes are passed directly: TFDS's own numpy encoder needs TensorFlow.
     for key, (image, segmentation, count) in enumerate(zip(images, segmentations, num_digits)):
-      yield key, {"image": digits_lib._png(image), "segmentation": digits_lib._png(segmentation),
+      yield key, {"image": encode_png(image), "segmentation": encode_png(segmentation),
                   "num_digits": int(count)}

@@ -13,25 +13,19 @@ without TensorFlow and without the network.
   (``sklearn.model_selection.train_test_split(test_size=360, stratify=labels,
   random_state=0)``); each example's key is its index in ``load_digits``.
 
-Preparation takes well under a second. ``prepare_digits`` makes it safe to call
-from several processes at once and after a crash: it holds an ``fcntl`` lock
-while preparing, and TFDS writes into ``<data_dir>/digits/incomplete.<random suffix>_1.0.0``
-and renames it to ``<data_dir>/digits/1.0.0`` only at the end, so a process
-killed mid-write leaves no directory that a reader would open; the next call
-removes the leftover and prepares again.
+Preparation takes well under a second; ``prepare_digits`` is safe to call from
+several processes at once and after a crash (``cnnjax.data.builders.prepare_builder``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import io
 import os
-import shutil
 from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from cnnjax.data.builders import default_data_dir, encode_png, is_prepared, prepare_builder
 
 NAME = "digits"
 NUM_TRAIN = 1437
@@ -62,15 +56,6 @@ def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
   }
 
 
-def _png(image: np.ndarray) -> bytes:
-  """PNG bytes of a ``(H, W, 1) uint8`` image, encoded with Pillow (no TensorFlow)."""
-  from PIL import Image
-
-  buffer = io.BytesIO()
-  Image.fromarray(image[..., 0], mode="L").save(buffer, format="PNG")
-  return buffer.getvalue()
-
-
 class Digits(tfds.core.GeneratorBasedBuilder):
   """scikit-learn's 1,797 handwritten 8x8 digits as a TFDS data set (see module docstring)."""
 
@@ -97,72 +82,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, images, labels, keys) -> Iterator[tuple[int, dict]]:
     # PNG bytes are passed directly: TFDS's own numpy encoder needs TensorFlow.
     for image, label, key in zip(images, labels, keys):
-      yield int(key), {"image": _png(image), "label": int(label)}
-
-
-def default_data_dir() -> str:
-  """``$TFDS_DATA_DIR`` if set, else ``~/tensorflow_datasets`` (TFDS's default)."""
-  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
-
-
-@contextlib.contextmanager
-def file_lock(path: str) -> Iterator[None]:
-  """Holds an exclusive ``fcntl`` lock on ``path`` (created if missing)."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "a+") as f:
-    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
-def is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
-  """Whether the builder's version directory is complete (TFDS renames it in last)."""
-  return (builder.data_path / "dataset_info.json").exists()
-
-
-def prepare_builder(builder: tfds.core.DatasetBuilder) -> None:
-  """Prepares an embedded builder as ArrayRecord, under a lock, cleaning killed attempts.
-
-  Safe for concurrent callers: the first prepares, the others wait on the lock
-  and then find it prepared.
-  """
-  root = os.fspath(builder.data_dir_root)
-  lock = os.path.join(root, f".{builder.name}.lock")
-  with file_lock(lock):
-    if is_prepared(builder):
-      return
-    dataset_dir = os.path.join(root, builder.name)
-    if os.path.isdir(dataset_dir):
-      # Left by a preparation that was killed: nobody else holds the lock, so
-      # nobody is writing there.
-      for entry in os.listdir(dataset_dir):
-        if entry.startswith("incomplete."):
-          shutil.rmtree(os.path.join(dataset_dir, entry), ignore_errors=True)
-    with _quiet_tfds():
-      builder.download_and_prepare(
-          file_format="array_record",
-          download_config=tfds.download.DownloadConfig(try_download_gcs=False),
-      )
-
-
-@contextlib.contextmanager
-def _quiet_tfds():
-  """Silences TFDS's "Downloading and preparing dataset Unknown size" lines and bars.
-
-  They describe a download that embedded builders never make; the preparation
-  takes about a second. TFDS's progress-bar setting is restored afterwards.
-  """
-  from tensorflow_datasets.core.utils import tqdm_utils  # noqa: PLC0415
-
-  active = tqdm_utils._active
-  tfds.display_progress_bar(False)
-  try:
-    with contextlib.redirect_stdout(io.StringIO()):
-      yield
-  finally:
-    tfds.display_progress_bar(active)
+      yield int(key), {"image": encode_png(image), "label": int(label)}
 
 
 def prepare_digits(data_dir: str | None = None) -> Digits:

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from cnnjax.data import digits as digits_lib
+from cnnjax.data.builders import encode_png
 
 NAME = "digits_rotation"
 ANGLE_SEED = 0
@@ -101,4 +102,4 @@ class DigitsRotation(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, images, targets, labels, keys) -> Iterator[tuple[int, dict]]:
     for image, target, label, key in zip(images, targets, labels, keys):
-      yield int(key), {"image": digits_lib._png(image), "target": target, "label": int(label)}
+      yield int(key), {"image": encode_png(image), "target": target, "label": int(label)}

@@ -62,8 +62,9 @@ class ImageFolder:
   Attributes:
     root: the folder holding one sub-folder per class.
     class_names: sub-folder names; label ``i`` is ``class_names[i]``.
-    image_shape: ``(H, W, C)`` shared by every image; ``C`` is 1 when every
-      image is greyscale, else 3 (RGB).
+    image_shape: ``(H, W, C)`` shared by every image, ``H`` and ``W`` ``None``
+      when the images differ in size (then they are read with an
+      ``image_size``); ``C`` is 1 when every image is greyscale, else 3 (RGB).
     splits: ``{'train': FolderSplit, 'validation': ..., 'test': ...}``.
     fractions: ``(train, validation, test)`` fractions used for the split.
     seed: seed of the split.
@@ -71,10 +72,11 @@ class ImageFolder:
 
   root: str
   class_names: tuple[str, ...]
-  image_shape: tuple[int, int, int]
+  image_shape: tuple[int | None, int | None, int]
   splits: dict[str, FolderSplit]
   fractions: tuple[float, float, float]
   seed: int
+  size_detail: str = ""  # The sizes and example files of a folder that mixes sizes.
 
 
 def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -137,14 +139,16 @@ def scan_image_folder(
     with Image.open(path) as img:
       sizes.setdefault((img.height, img.width), []).append(path)
       grey = grey and img.mode in ("L", "1", "I;16", "I")
+  detail = ""
   if len(sizes) > 1:
+    # Variable size: readable with an image_size (training crops, centred evaluation).
     detail = "; ".join(
         f"{h}x{w} (HxW): {len(p)} files, e.g. {', '.join(os.path.relpath(x, root) for x in p[:3])}"
         for (h, w), p in sorted(sizes.items(), key=lambda kv: -len(kv[1])))
-    raise ValueError(
-        f"image folder {root!r} mixes image sizes; expected every image to have "
-        f"the same size, got {detail}. Resize them to one size first.")
-  (height, width), = sizes
+    detail = f"image folder {root!r} mixes image sizes: {detail}"
+    height = width = None
+  else:
+    (height, width), = sizes
   channels = 1 if grey else 3
 
   rng = np.random.default_rng(seed)
@@ -167,4 +171,4 @@ def scan_image_folder(
         paths=tuple(p for p, _ in items), labels=tuple(l for _, l in items), channels=channels)
   return ImageFolder(
       root=root, class_names=class_names, image_shape=(height, width, channels),
-      splits=splits, fractions=fractions, seed=seed)
+      splits=splits, fractions=fractions, seed=seed, size_detail=detail)

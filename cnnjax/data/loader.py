@@ -14,6 +14,10 @@ both pipelines, so that for the same seed they yield the same batches:
   global batch, so concatenating the ``P`` local batches in process order gives
   the single-process batch.
 
+The examples come from one ``sources.Dataset`` (resolved once, shared by the
+loaders of a run). Training images of a variable-size data set are random-
+resized crops of the whole decoded image, drawn from ``(seed, epoch, index)``
+(``decode.RandomResizedCrops``); every other image is as the source gives it.
 Images are normalised as ``(x / 255 - mean) / std`` with the per-channel mean
 and std of the ``train`` split (``sources.channel_stats``), to ``float32``.
 Data sets of other tasks (``DatasetInfo.extra_features``) add ``'target'``
@@ -38,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnjax.data import sources
+from cnnjax.data import decode, sources
 
 PIPELINES = ("memory", "grain")
 Batch = dict[str, np.ndarray]
@@ -113,12 +117,17 @@ def normalize_batch(
 
 @dataclasses.dataclass(frozen=True)
 class _PlanStep:
-  """Grain transform: dataset index (the step) -> the plan's indices and mask."""
+  """Grain transform: dataset index (the step) -> the plan's indices and mask, and the epoch."""
 
   plan: BatchPlan
 
-  def __call__(self, index: int, _: Any) -> tuple[np.ndarray, np.ndarray]:
-    return self.plan(index)
+  def __call__(self, index: int, _: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    return (*self.plan(index), index // self.plan.steps_per_epoch)
+
+
+def _for_epoch(source: Any, epoch: int) -> Any:
+  """The view of ``source`` for ``epoch`` (training crops change every epoch; others do not)."""
+  return source.for_epoch(epoch) if hasattr(source, "for_epoch") else source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,13 +139,27 @@ class _ReadBatch:
   std: np.ndarray
   extra: tuple[str, ...] = ()
 
-  def __call__(self, item: tuple[np.ndarray, np.ndarray]) -> Batch:
-    indices, mask = item
+  def __call__(self, item: tuple[np.ndarray, np.ndarray, int]) -> Batch:
+    indices, mask, epoch = item
+    source = _for_epoch(self.source, epoch)
     if self.extra:
-      images, labels, extras = sources.read_examples(self.source, indices, self.extra)
+      images, labels, extras = decode.read_examples(source, indices, self.extra)
       return normalize_batch(images, labels, mask, self.mean, self.std, extras)
-    images, labels = sources.read_arrays(self.source, indices)
+    images, labels = decode.read_arrays(source, indices)
     return normalize_batch(images, labels, mask, self.mean, self.std)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Examples:
+  """Decoded examples as a source (for ``decode.read_examples``)."""
+
+  examples: list
+
+  def __len__(self) -> int:
+    return len(self.examples)
+
+  def __getitems__(self, indices) -> list[dict]:
+    return [self.examples[i] for i in indices]
 
 
 class Loader:
@@ -157,10 +180,11 @@ class Loader:
   """
 
   def __init__(
-      self, name: str, split: str, *, batch_size: int, train: bool, seed: int,
-      data_dir: str | None, pipeline: str, subset: int | None,
-      process_index: int, process_count: int, worker_count: int, image_size: int | None = None):
-    source, info = sources.open_split(name, split, data_dir=data_dir, image_size=image_size)
+      self, dataset: sources.Dataset, split: str, *, batch_size: int, train: bool, seed: int,
+      pipeline: str, subset: int | None, process_index: int, process_count: int,
+      worker_count: int):
+    name, info = dataset.name, dataset.info
+    source = dataset.source(split, train=train, seed=seed)
     available = len(source)
     if subset is not None:
       if not isinstance(subset, int) or subset < 1:
@@ -173,7 +197,7 @@ class Loader:
           f"batch_size <= number of examples")
     if not num_examples:
       raise ValueError(f"data set {name!r} split {split!r} has no examples")
-    self.info = info
+    self.dataset, self.info = dataset, info
     self.name, self.split, self.seed, self.train = name, split, seed, train
     self.pipeline = pipeline
     self.num_examples = num_examples
@@ -182,26 +206,34 @@ class Loader:
     self.local_batch_size = self.plan.local_batch_size
     self.steps_per_epoch = self.plan.steps_per_epoch
     self.worker_count = worker_count
-    self._mean, self._std = sources.channel_stats(name, data_dir=data_dir, image_size=image_size)
+    self._mean, self._std = dataset.channel_stats()
     self._step = 0
     self._source = source
     self._grain_iter = None
     self._order_cache: tuple[int, np.ndarray] | None = None
     self._extra = info.extra_features
     self._extras: dict[str, np.ndarray] = {}
-    if pipeline == "memory":
-      if self._extra:
-        self._images, self._labels, self._extras = sources.read_examples(
-            source, range(num_examples), self._extra)
-      else:
-        self._images, self._labels = sources.read_arrays(source, range(num_examples))
-      if len(self._labels) and not 0 <= self._labels.min() <= self._labels.max() < info.num_classes:
-        raise ValueError(
-            f"data set {name!r} split {split!r} has labels {int(self._labels.min())}.."
-            f"{int(self._labels.max())}; expected 0..{info.num_classes - 1} for its "
-            f"{info.num_classes} classes")
-    else:
+    self._crops = hasattr(source, "for_epoch")
+    if pipeline == "grain":
       self._dataset = self._grain_dataset()
+    elif self._crops:
+      # Crops change every epoch: keep the decoded images (of any size) and crop per batch.
+      self._examples = source.source.__getitems__(list(range(num_examples)))
+    else:
+      self._read_into_memory(source, num_examples)
+
+  def _read_into_memory(self, source: Any, num_examples: int) -> None:
+    info, name, split = self.info, self.name, self.split
+    if self._extra:
+      self._images, self._labels, self._extras = decode.read_examples(
+          source, range(num_examples), self._extra)
+    else:
+      self._images, self._labels = decode.read_arrays(source, range(num_examples))
+    if len(self._labels) and not 0 <= self._labels.min() <= self._labels.max() < info.num_classes:
+      raise ValueError(
+          f"data set {name!r} split {split!r} has labels {int(self._labels.min())}.."
+          f"{int(self._labels.max())}; expected 0..{info.num_classes - 1} for its "
+          f"{info.num_classes} classes")
 
   def __len__(self) -> int:
     return self.steps_per_epoch
@@ -218,6 +250,11 @@ class Loader:
     if self._order_cache is None or self._order_cache[0] != epoch:
       self._order_cache = (epoch, self.plan.order(epoch))
     indices, mask = self.plan(step, self._order_cache[1])
+    if self._crops:
+      crops = _for_epoch(self._source, epoch)
+      examples = _Examples([crops.crop(self._examples[i], i) for i in indices])
+      images, labels, extras = decode.read_examples(examples, range(len(indices)), self._extra)
+      return normalize_batch(images, labels, mask, self._mean, self._std, extras)
     extras = {k: v[indices] for k, v in self._extras.items()}
     return normalize_batch(self._images[indices], self._labels[indices], mask, self._mean,
                            self._std, extras)
@@ -303,7 +340,7 @@ class Loader:
 
 
 def make_loader(
-    name: str,
+    name: str | sources.Dataset,
     split: str,
     *,
     batch_size: int,
@@ -320,7 +357,9 @@ def make_loader(
   """Batches of one split of a data set, sharded over processes (see module docstring).
 
   Args:
-    name: data set name (``'digits'``, a TFDS name, ``'folder:/path'``).
+    name: a data set name (``'digits'``, a TFDS name, ``'folder:/path'``), or
+      a ``Dataset`` (resolved once, shared by the loaders of a run; then
+      ``data_dir`` and ``image_size`` are the ``Dataset``'s).
     split: split name, e.g. ``'train'``, ``'test'``.
     batch_size: the global batch over all processes; divisible by ``process_count``.
     train: shuffled infinite epochs dropping the partial batch, or one ordered,
@@ -332,10 +371,11 @@ def make_loader(
     process_index, process_count: this process and the number of processes;
       default ``jax.process_index()`` and ``jax.process_count()``.
     worker_count: Grain prefetch worker processes (``pipeline='grain'``).
-    image_size: resize every image to ``image_size`` x ``image_size``
-      (shorter side to ``image_size / 0.875``, centre crop; random crops and
-      flips belong to the on-device augmentation). Required for data sets of
-      variable image size such as ``imagenet2012``.
+    image_size: square images of this side (``Dataset.source``): evaluation
+      and fixed-size sets are resized (shorter side to ``image_size / 0.875``)
+      and centre-cropped; training images of variable-size sets are random-
+      resized crops of the whole image, new every epoch. Required for data
+      sets of variable image size such as ``imagenet2012``.
 
   Returns:
     A ``Loader`` yielding ``{'image': (B / P, H, W, C) float32, 'label':
@@ -364,7 +404,15 @@ def make_loader(
     raise ValueError(f"worker_count must be a non-negative int, got {worker_count!r}")
   if worker_count and pipeline != "grain":
     raise ValueError(f"worker_count={worker_count} needs pipeline='grain', got {pipeline!r}")
+  if isinstance(name, sources.Dataset):
+    dataset = name
+    if (data_dir and data_dir != dataset.data_dir) or (image_size and image_size != dataset.image_size):
+      raise ValueError(
+          f"make_loader got a Dataset ({dataset!r}) and data_dir={data_dir!r}, "
+          f"image_size={image_size!r}; give those to the Dataset")
+  else:
+    dataset = sources.Dataset(name, data_dir=data_dir, image_size=image_size)
   return Loader(
-      name, split, batch_size=int(batch_size), train=bool(train), seed=int(seed),
-      data_dir=data_dir, pipeline=pipeline, subset=subset, process_index=int(process_index),
-      process_count=int(process_count), worker_count=worker_count, image_size=image_size)
+      dataset, split, batch_size=int(batch_size), train=bool(train), seed=int(seed),
+      pipeline=pipeline, subset=subset, process_index=int(process_index),
+      process_count=int(process_count), worker_count=worker_count)

@@ -149,26 +149,26 @@ def prepare(
   """
   import tensorflow_datasets as tfds
 
-  from cnnjax.data import digits as digits_lib
+  from cnnjax.data import builders
   from cnnjax.data import sources
 
-  data_dir = os.path.expanduser(data_dir) if data_dir else digits_lib.default_data_dir()
+  data_dir = os.path.expanduser(data_dir) if data_dir else builders.default_data_dir()
   if name in sources.EMBEDDED:
     builder = sources.EMBEDDED[name](data_dir=data_dir, file_format="array_record")
-    digits_lib.prepare_builder(builder)
+    builders.prepare_builder(builder)
     return os.fspath(builder.data_path)
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
   except tfds.core.registered.DatasetNotFoundError:
     raise ValueError(f"unknown TFDS data set {name!r}; see tfds.list_builders()") from None
-  if not digits_lib.is_prepared(builder):
+  if not builders.is_prepared(builder):
     check_downloadable(name, builder, data_dir=data_dir, manual_dir=manual_dir,
                        download_dir=download_dir)
   config = tfds.download.DownloadConfig(
       manual_dir=os.path.expanduser(manual_dir) if manual_dir else None,
       try_download_gcs=False)
   lock = os.path.join(data_dir, f".{builder.name}.lock")
-  with digits_lib.file_lock(lock):
+  with builders.file_lock(lock):
     builder.download_and_prepare(
         download_dir=os.path.expanduser(download_dir) if download_dir else None,
         download_config=config, file_format="array_record")

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from cnnjax.data import builders, decode
 from cnnjax.data import digit_scenes as digit_scenes_lib
 from cnnjax.data import digits as digits_lib
 from cnnjax.data import digits_rotation as digits_rotation_lib
@@ -71,6 +72,8 @@ class DatasetInfo:
     num_targets: ``k``, the length of the float ``'target'`` of a regression
       data set; 0 when there is none.
     segmentation: whether examples carry a ``'segmentation'`` class map.
+    sizes: for a variable-size image folder, its sizes and example files
+      (said when no ``image_size`` is chosen).
   """
 
   name: str
@@ -79,6 +82,7 @@ class DatasetInfo:
   splits: dict[str, int]
   num_targets: int = 0
   segmentation: bool = False
+  sizes: str = dataclasses.field(default="", compare=False)
 
   @property
   def extra_features(self) -> tuple[str, ...]:
@@ -102,9 +106,10 @@ class DatasetInfo:
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
       return dataclasses.replace(self, image_shape=(image_size, image_size, self.image_shape[2]))
     if self.variable_size:
+      sizes = f" ({self.sizes})" if self.sizes else ""
       raise ValueError(
-          f"data set {self.name!r} has images of variable size {self.image_shape}; expected "
-          f"an image_size to resize them to (config: --config.data.image_size=224)")
+          f"data set {self.name!r} has images of variable size {self.image_shape}{sizes}; "
+          f"expected an image_size to resize them to (config: --config.data.image_size=224)")
     return self
 
 
@@ -157,7 +162,7 @@ def _folder(name: str) -> folder_lib.ImageFolder | None:
 def _folder_info(name: str, scanned: folder_lib.ImageFolder) -> DatasetInfo:
   return DatasetInfo(
       name=name, image_shape=scanned.image_shape, num_classes=len(scanned.class_names),
-      splits={s: len(v) for s, v in scanned.splits.items()})
+      splits={s: len(v) for s, v in scanned.splits.items()}, sizes=scanned.size_detail)
 
 
 def prepare_command(name: str, data_dir: str | None) -> str:
@@ -181,17 +186,17 @@ def _unknown(name: str) -> ValueError:
 def _builder(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
   """The TFDS builder of ``name``; embedded ones are prepared first."""
   if name in EMBEDDED:
-    data_dir = os.path.expanduser(data_dir) if data_dir else digits_lib.default_data_dir()
+    data_dir = os.path.expanduser(data_dir) if data_dir else builders.default_data_dir()
     builder = EMBEDDED[name](data_dir=data_dir, file_format="array_record")
-    if not digits_lib.is_prepared(builder):
-      digits_lib.prepare_builder(builder)
+    if not builders.is_prepared(builder):
+      builders.prepare_builder(builder)
       builder = EMBEDDED[name](data_dir=data_dir, file_format="array_record")
     return builder
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     raise _unknown(name) from None
-  if not digits_lib.is_prepared(builder):
+  if not builders.is_prepared(builder):
     from cnnjax.data import prepare as prepare_lib  # noqa: PLC0415  (imports sources)
     raise DatasetNotPreparedError(
         f"TFDS data set {name!r} is not prepared in {os.fspath(builder.data_dir_root)} "
@@ -280,13 +285,10 @@ def dataset_info(
 
   With ``image_size``, ``image_shape`` is that of the resized images the
   loaders yield. Without it, variable-size data sets report ``None`` for
-  ``H`` and ``W``.
+  ``H`` and ``W``. (``Dataset(name).info``, for one question.)
   """
-  if not isinstance(name, str) or not name:
-    raise TypeError(f"data set name must be a non-empty str, got {name!r}")
-  scanned = _folder(name)
-  info = _folder_info(name, scanned) if scanned is not None else _tfds_info(name, _builder(name, data_dir))
-  return info.resized(image_size) if image_size else info
+  dataset = Dataset(name, data_dir=data_dir, image_size=image_size)
+  return dataset.info
 
 
 def open_split(
@@ -294,35 +296,126 @@ def open_split(
 ) -> tuple[Any, DatasetInfo]:
   """Opens one split as a random-access source of ``{'image', 'label'}`` examples.
 
-  Args:
-    name, split, data_dir: as ``make_loader``.
-    image_size: resize every image (shorter side to ``image_size / 0.875``,
-      then a centre crop of ``image_size``, as ImageNet evaluation does);
-      required for variable-size data sets.
-
-  Returns:
-    ``(source, info)``: ``source`` has ``__len__``, ``__getitem__`` and
-    ``__getitems__`` returning dicts with ``image`` ``(H, W, C) uint8`` and
-    ``label``; ``info`` the data set's ``DatasetInfo`` (resized).
+  ``Dataset(name, ...).source(split)`` and its info, for one question; see
+  ``Dataset.source``.
   """
-  scanned = _folder(name)
-  if scanned is not None:
-    info = _folder_info(name, scanned)
-    _check_split(info, split)
-    source = scanned.splits[split]
-  else:
-    builder = _builder(name, data_dir)
-    info = _tfds_info(name, builder)
-    _check_split(info, split)
-    source = tfds.data_source(
-        name, split=split, data_dir=os.fspath(builder.data_dir_root), download=False)
-    image_key, label_key = _keys(builder)
+  dataset = Dataset(name, data_dir=data_dir, image_size=image_size)
+  return dataset.source(split), dataset.info
+
+
+class Dataset:
+  """One data set, resolved once: its info, the source of every split, its statistics.
+
+  The name is looked up (an image folder's scan, a TFDS builder, an
+  embedded builder prepared if needed) when the object is made; the loaders
+  of a run share it, so nothing is resolved again before the first step.
+
+  Example::
+
+    dataset = data.Dataset('digits')
+    train = data.make_loader(dataset, 'train', batch_size=64, train=True, seed=0)
+    test = data.make_loader(dataset, 'test', batch_size=256, train=False, seed=0)
+
+  Args:
+    name: as ``make_loader``'s (``'digits'``, a TFDS name, ``'folder:/path'``).
+    data_dir: the TFDS data directory (default ``$TFDS_DATA_DIR`` or
+      ``~/tensorflow_datasets``).
+    image_size: the side of the square images the sources give; required for
+      variable-size data sets (see ``source``).
+    crop_scale: the area fractions of training crops of a variable-size data
+      set (``decode.RandomResizedCrops``).
+
+  Attributes:
+    name, data_dir, image_size, crop_scale: as given.
+    info: the ``DatasetInfo``, of the resized images when ``image_size`` is given.
+
+  Raises:
+    TypeError: ``name`` is not a non-empty string.
+    ValueError: an unknown name or a malformed image folder.
+    DatasetNotPreparedError: a TFDS data set that is not prepared (the
+      message has the command that prepares it).
+  """
+
+  def __init__(self, name: str, *, data_dir: str | None = None, image_size: int | None = None,
+               crop_scale: tuple[float, float] = (0.08, 1.0)):
+    if not isinstance(name, str) or not name:
+      raise TypeError(f"data set name must be a non-empty str, got {name!r}")
+    self.name, self.data_dir, self.image_size = name, data_dir, image_size or None
+    self.crop_scale = tuple(float(v) for v in crop_scale)
+    if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+      raise ValueError(
+          f"crop_scale must be (lo, hi) with 0 < lo <= hi <= 1 (config data.crop_scale), "
+          f"got {crop_scale!r}")
+    self._folder = _folder(name)
+    self._builder = None if self._folder is not None else _builder(name, data_dir)
+    raw = (_folder_info(name, self._folder) if self._folder is not None
+           else _tfds_info(name, self._builder))
+    self._raw_info = raw
+    self.info = raw.resized(self.image_size) if self.image_size else raw
+    self._stats: tuple[np.ndarray, np.ndarray] | None = None
+
+  def __repr__(self) -> str:
+    return f"Dataset({self.name!r}, image_size={self.image_size}, splits={self.info.splits})"
+
+  def _raw_source(self, split: str) -> Any:
+    _check_split(self._raw_info, split)
+    if self._folder is not None:
+      return self._folder.splits[split]
+    source = tfds.data_source(self.name, split=split,
+                              data_dir=os.fspath(self._builder.data_dir_root), download=False)
+    image_key, label_key = _keys(self._builder)
     if (image_key, label_key) != ("image", "label"):
-      source = _Renamed(source, image_key, label_key)
-  info = info.resized(image_size)
-  if image_size:
-    source = _Resized(source, image_size)
-  return source, info
+      source = decode.Renamed(source, image_key, label_key, EXTRA_FEATURES)
+    return source
+
+  def source(self, split: str, *, train: bool = False, seed: int = 0) -> Any:
+    """One split as a random-access source of ``{'image', 'label', ...}`` examples.
+
+    Without ``image_size`` the images are as stored. With it, evaluation
+    (``train=False``) images are resized (shorter side to
+    ``image_size / 0.875``) and centre-cropped, as ImageNet evaluation does;
+    training images of a variable-size data set are random-resized crops of
+    the whole decoded image (``decode.RandomResizedCrops`` with ``seed`` and
+    ``crop_scale``; its ``for_epoch`` draws each epoch's crops), as ImageNet
+    training does; those of a fixed-size data set are resized as for
+    evaluation.
+
+    Returns:
+      An object with ``__len__``, ``__getitem__`` and ``__getitems__``
+      returning dicts with ``image`` ``(H, W, C) uint8`` and ``label``.
+
+    Raises:
+      ValueError: an unknown split; a variable-size data set without ``image_size``.
+    """
+    self._raw_info.resized(self.image_size)  # ValueError: variable size and no image_size.
+    source = self._raw_source(split)
+    if not self.image_size:
+      return source
+    if train and self._raw_info.variable_size:
+      return decode.RandomResizedCrops(source, self.image_size, seed, scale=self.crop_scale)
+    return decode.CenterCrops(source, self.image_size)
+
+  def channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the ``train`` split, pixels scaled to ``[0, 1]``.
+
+    Computed on at most ``STATS_MAX_EXAMPLES`` evenly spaced examples of the
+    split named ``train`` (else the first split), centre-cropped, in float64;
+    once per process and data set.
+
+    Returns:
+      ``(mean, std)``, each ``(C,) float32``; a zero std is replaced by 1.
+    """
+    if self._stats is None:
+      data_dir = os.path.abspath(os.path.expanduser(self.data_dir)) if self.data_dir else None
+      key = (self.name, data_dir, self.image_size)
+      with _LOCK:
+        stats = _STATS.get(key)
+      if stats is None:
+        stats = _channel_stats(self)
+        with _LOCK:
+          _STATS[key] = stats
+      self._stats = stats
+    return self._stats
 
 
 def _check_split(info: DatasetInfo, split: str) -> None:
@@ -331,159 +424,24 @@ def _check_split(info: DatasetInfo, split: str) -> None:
         f"data set {info.name!r} has no split {split!r}; expected one of {sorted(info.splits)}")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Renamed:
-  """A source whose image and label features have other names."""
-
-  source: Any
-  image_key: str
-  label_key: str
-
-  def __len__(self) -> int:
-    return len(self.source)
-
-  def _rename(self, example: dict) -> dict:
-    out = {"image": example[self.image_key], "label": example.get(self.label_key, 0)}
-    out.update({k: example[k] for k in EXTRA_FEATURES if k in example})
-    return out
-
-  def __getitem__(self, index: int) -> dict:
-    return self._rename(self.source[index])
-
-  def __getitems__(self, indices: Sequence[int]) -> list[dict]:
-    return [self._rename(e) for e in self.source.__getitems__(indices)]
-
-
-def resize_and_center_crop(image: np.ndarray, size: int, crop_fraction: float = 0.875,
-                           nearest: bool = False) -> np.ndarray:
-  """Resizes the shorter side to ``round(size / crop_fraction)``, then crops the centre.
-
-  Args:
-    image: ``(H, W, C) uint8``, any ``H``, ``W``.
-    size: the side of the square output.
-    crop_fraction: the centre crop's side over the resized shorter side.
-    nearest: nearest-neighbour instead of bilinear (for class maps).
-
-  Returns:
-    ``(size, size, C) uint8`` (bilinear, antialiased by Pillow).
-  """
-  from PIL import Image
-
-  image = np.asarray(image)
-  height, width, channels = image.shape
-  shorter = max(size, round(size / crop_fraction))
-  scale = shorter / min(height, width)
-  new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
-  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
-  resized = np.asarray(pil.resize((new_w, new_h), Image.NEAREST if nearest else Image.BILINEAR))
-  top, left = (new_h - size) // 2, (new_w - size) // 2
-  out = resized[top:top + size, left:left + size]
-  return out.reshape(size, size, channels)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Resized:
-  """A source whose images are resized and centre-cropped to ``size`` x ``size``."""
-
-  source: Any
-  size: int
-
-  def __len__(self) -> int:
-    return len(self.source)
-
-  def _resize(self, example: dict) -> dict:
-    out = dict(example, image=resize_and_center_crop(example["image"], self.size))
-    if "segmentation" in example:
-      # The class map follows the image's geometry, without mixing classes.
-      out["segmentation"] = resize_and_center_crop(example["segmentation"], self.size, nearest=True)
-    return out
-
-  def __getitem__(self, index: int) -> dict:
-    return self._resize(self.source[index])
-
-  def __getitems__(self, indices: Sequence[int]) -> list[dict]:
-    return [self._resize(e) for e in self.source.__getitems__(indices)]
-
-
-def read_examples(
-    source: Any, indices: Sequence[int], extra: Sequence[str] = (), chunk: int = 1024
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-  """Decodes ``source`` at ``indices`` with batched reads, with the features named in ``extra``.
-
-  Returns:
-    ``(images (N, H, W, C) uint8, labels (N,) int32, {name: (N, ...)})``:
-    ``'target'`` float32 ``(N, k)``, ``'segmentation'`` int32 ``(N, H, W)``.
-    Examples without a ``'label'`` read 0.
-  """
-  indices = [int(i) for i in indices]
-  images, labels = [], []
-  extras: dict[str, list] = {k: [] for k in extra}
-  for start in range(0, len(indices), chunk):
-    examples = source.__getitems__(indices[start:start + chunk])
-    images.extend(np.asarray(e["image"]) for e in examples)
-    labels.extend(int(e.get("label", 0)) for e in examples)
-    for key in extra:
-      if examples and key not in examples[0]:
-        raise ValueError(f"data set examples have features {sorted(examples[0])}; expected {key!r}")
-      extras[key].extend(np.asarray(e[key]) for e in examples)
-  if not images:
-    return np.zeros((0,), np.uint8), np.zeros((0,), np.int32), {k: np.zeros((0,)) for k in extra}
-  out = {}
-  for key, values in extras.items():
-    stacked = np.stack(values)
-    if key == "segmentation":
-      out[key] = stacked.reshape(stacked.shape[:3]).astype(np.int32)
-    else:
-      out[key] = stacked.astype(np.float32).reshape(len(values), -1)
-  return np.stack(images).astype(np.uint8, copy=False), np.asarray(labels, np.int32), out
-
-
-def read_arrays(source: Any, indices: Sequence[int], chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-  """Decodes ``source`` at ``indices`` with batched reads.
-
-  Returns:
-    ``(images (N, H, W, C) uint8, labels (N,) int32)``.
-  """
-  indices = [int(i) for i in indices]
-  images, labels = [], []
-  for start in range(0, len(indices), chunk):
-    examples = source.__getitems__(indices[start:start + chunk])
-    images.extend(np.asarray(e["image"]) for e in examples)
-    labels.extend(int(e.get("label", 0)) for e in examples)
-  if not images:
-    return np.zeros((0,), np.uint8), np.zeros((0,), np.int32)
-  return np.stack(images).astype(np.uint8, copy=False), np.asarray(labels, np.int32)
-
-
 def channel_stats(
     name: str, *, data_dir: str | None = None, image_size: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Per-channel mean and std of the ``train`` split, pixels scaled to ``[0, 1]``.
+  """``Dataset(name, ...).channel_stats()``: per-channel mean and std of the ``train`` split."""
+  return Dataset(name, data_dir=data_dir, image_size=image_size).channel_stats()
 
-  Computed on at most ``STATS_MAX_EXAMPLES`` evenly spaced examples of the
-  split named ``train`` (else the first split), in float64, once per process.
 
-  Returns:
-    ``(mean, std)``, each ``(C,) float32``; a zero std is replaced by 1.
-  """
-  key = (name, os.path.abspath(os.path.expanduser(data_dir)) if data_dir else None, image_size)
-  with _LOCK:
-    if key in _STATS:
-      return _STATS[key]
-  info = dataset_info(name, data_dir=data_dir)
-  split = "train" if "train" in info.splits else sorted(info.splits)[0]
-  source, _ = open_split(name, split, data_dir=data_dir, image_size=image_size)
+def _channel_stats(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+  split = "train" if "train" in dataset.info.splits else sorted(dataset.info.splits)[0]
+  source = dataset.source(split)
   n = len(source)
   if n <= STATS_MAX_EXAMPLES:
     indices = np.arange(n)
   else:
     indices = np.unique(np.linspace(0, n - 1, STATS_MAX_EXAMPLES).round().astype(np.int64))
-  images, _ = read_arrays(source, indices)
+  images, _ = decode.read_arrays(source, indices)
   pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
   mean = pixels.mean(axis=0)
   std = pixels.std(axis=0)
   std = np.where(std > 1e-12, std, 1.0)
-  stats = (mean.astype(np.float32), std.astype(np.float32))
-  with _LOCK:
-    _STATS[key] = stats
-  return stats
+  return mean.astype(np.float32), std.astype(np.float32)

@@ -80,6 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.train_subset = config_dict.placeholder(int)  # Train on the first N examples only.
   c.data.worker_count = 0  # Grain worker processes (0: in-process).
   c.data.image_size = 0  # Resize images to this square size (0: as stored; required for variable-size sets like imagenet2012).
+  c.data.crop_scale = (0.08, 1.0)  # Variable-size sets: training images are random-resized crops of this area fraction (evaluation: centre crop).
 
   c.task = "classification"  # What is learnt: 'classification', 'regression' or 'segmentation' (cnnjax.train.tasks).
   c.regression_loss = "mse"  # Regression loss: 'mse' or 'huber'.

@@ -66,15 +66,17 @@ class DataSet(Protocol):
 
 
 class NamedData:
-  """The data set ``config.data`` names, through ``cnnjax.data`` (resolved once)."""
+  """The data set ``config.data`` names: one ``cnnjax.data.Dataset``, resolved once, for every loader."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     from cnnjax import data as data_lib  # noqa: PLC0415
 
     self._config = config.data
     self.name = config.data.name
-    info = data_lib.dataset_info(self.name, data_dir=config.data.data_dir,
-                                 image_size=config.data.image_size or None)
+    self.dataset = data_lib.Dataset(
+        self.name, data_dir=config.data.data_dir, image_size=config.data.image_size or None,
+        crop_scale=tuple(config.data.get("crop_scale", (0.08, 1.0))))
+    info = self.dataset.info.resized(config.data.image_size or None)
     self.info = info
     self.num_classes = info.num_classes
     self.image_shape = tuple(info.image_shape)
@@ -82,13 +84,12 @@ class NamedData:
 
   def loader(self, split: str, *, train: bool, batch_size: int, seed: int,
              subset: int | None = None):
-    """``cnnjax.data.make_loader`` with the config's pipeline, directory and image size."""
+    """``cnnjax.data.make_loader`` over the one ``Dataset``, with the config's pipeline."""
     from cnnjax import data as data_lib  # noqa: PLC0415
     c = self._config
     return data_lib.make_loader(
-        self.name, split, batch_size=batch_size, train=train, seed=seed,
-        data_dir=c.data_dir, pipeline=c.pipeline, subset=subset,
-        worker_count=c.worker_count, image_size=c.image_size or None)
+        self.dataset, split, batch_size=batch_size, train=train, seed=seed,
+        pipeline=c.pipeline, subset=subset, worker_count=c.worker_count)
 
 
 def check_splits(config: ml_collections.ConfigDict, data: DataSet) -> None:

@@ -31,10 +31,14 @@ def get_config(variant: str | None = None):
   c.data.name = "imagenet2012"
   c.data.pipeline = "grain"
   c.data.worker_count = 8
-  c.data.image_size = 224  # imagenet2012 images vary in size: shorter side 256, centre crop 224.
+  # imagenet2012 images vary in size: training takes random-resized crops of the whole
+  # decoded image (area 8-100 %, aspect 3/4-4/3) resized to 224, on the host; evaluation
+  # the centre 224 of the image resized to a shorter side of 256.
+  c.data.image_size = 224
+  c.data.crop_scale = (0.08, 1.0)
   c.data.eval_split = "validation"
   c.data.test_split = "validation"
-  c.augment = "random_resized_crop(scale=(0.35, 1.0)), horizontal_flip"
+  c.augment = "horizontal_flip"
   c.batch_size = 1024
   c.eval_batch_size = 1024
   c.num_epochs = 90.0

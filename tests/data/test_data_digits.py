@@ -10,8 +10,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from cnnjax import data
+from cnnjax.data import builders
 from cnnjax.data import digits as digits_lib
-from cnnjax.data import sources
+from cnnjax.data import decode
 
 
 def test_info(digits_dir):
@@ -29,7 +30,7 @@ def test_contents_are_sklearn_digits(digits_dir):
   seen = []
   for split in ("train", "test"):
     source = tfds.data_source("digits", split=split, data_dir=digits_dir, download=False)
-    images, labels = sources.read_arrays(source, range(len(source)))
+    images, labels = decode.read_arrays(source, range(len(source)))
     assert images.dtype == np.uint8 and images.shape[1:] == (8, 8, 1)
     for img, label in zip(images, labels):
       assert expected[tuple(img.ravel())] == label
@@ -76,7 +77,7 @@ def test_killed_preparation_is_never_read_and_is_redone(tmp_path):
   assert proc.returncode == -9, proc.stderr.decode()[-2000:]
   leftovers = os.listdir(tmp_path / "digits")
   assert leftovers and all(x.startswith("incomplete.") for x in leftovers), leftovers
-  assert not digits_lib.is_prepared(digits_lib.Digits(data_dir=str(tmp_path)))
+  assert not builders.is_prepared(digits_lib.Digits(data_dir=str(tmp_path)))
   data.ensure_prepared("digits", data_dir=str(tmp_path))
   assert os.listdir(tmp_path / "digits") == ["1.0.0"]  # the leftover is gone
   assert data.dataset_info("digits", data_dir=str(tmp_path)).splits == {"train": 1437, "test": 360}

@@ -70,11 +70,18 @@ def test_no_images(tmp_path):
     folder_lib.scan_image_folder(str(tmp_path / "missing"))
 
 
-def test_mixed_sizes_name_the_files(tmp_path):
+def test_mixed_sizes_need_an_image_size_and_the_error_names_the_files(tmp_path):
   root = _write(tmp_path / "m", {"a": 3})
   _write(root, {"b": 1}, size=(7, 7), ext="jpg")
-  with pytest.raises(ValueError, match=r"mixes image sizes.*6x5 \(HxW\): 3 files.*7x7 \(HxW\): 1 files, e.g. b/000.jpg"):
-    folder_lib.scan_image_folder(str(root))
+  assert folder_lib.scan_image_folder(str(root)).image_shape == (None, None, 3)
+  with pytest.raises(ValueError, match=r"variable size \(None, None, 3\) \(image folder .* mixes "
+                                       r"image sizes: 6x5 \(HxW\): 3 files.*7x7 \(HxW\): 1 files, "
+                                       r"e.g. b/000.jpg\); expected an image_size"):
+    data.make_loader(f"folder:{root}", "train", batch_size=1, train=True, seed=0,
+                     process_index=0, process_count=1)
+  loader = data.make_loader(f"folder:{root}", "train", batch_size=2, train=True, seed=0,
+                            image_size=4, process_index=0, process_count=1)
+  assert next(iter(loader))["image"].shape == (2, 4, 4, 3)
 
 
 def test_bad_fractions(tmp_path):

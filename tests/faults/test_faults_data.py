@@ -57,13 +57,13 @@ def test_num_classes_below_the_data_sets_labels_is_refused_before_compiling(tmp_
 
 
 def test_labels_out_of_range_in_the_data_are_refused_by_the_loader(monkeypatch):
-  read = loader_lib.sources.read_arrays
+  read = loader_lib.decode.read_arrays
 
   def shifted(source, indices, chunk=1024):
     images, labels = read(source, indices, chunk)
     return images, labels + 3  # a data set whose labels run past its 10 classes
 
-  monkeypatch.setattr(loader_lib.sources, "read_arrays", shifted)
+  monkeypatch.setattr(loader_lib.decode, "read_arrays", shifted)
   with pytest.raises(ValueError, match=r"has labels 3..12; expected 0..9 for its 10 classes"):
     data.make_loader("digits", "train", batch_size=32, train=True, seed=0,
                      process_index=0, process_count=1)

@@ -153,3 +153,17 @@ def test_a_finished_run_of_another_model_is_a_mismatch_not_finished(outside_run)
     train_and_evaluate(_config(), workdir, model=WiderNet(), data=ArrayData(),
                        devices=jax.local_devices()[:2])
   assert _digest(workdir) == before
+
+
+def test_a_run_resolves_its_data_set_once(monkeypatch):
+  from cnnjax.data import sources
+  from cnnjax.train import setup
+  from testlib import tiny_config
+  calls = []
+  resolve = sources._builder
+  monkeypatch.setattr(sources, "_builder", lambda *a, **k: calls.append(a) or resolve(*a, **k))
+  experiment = setup.build(tiny_config(), devices=jax.local_devices()[:1])
+  experiment.test_loader()
+  # One TFDS builder for the info, the statistics and all three loaders.
+  assert len(calls) == 1
+  assert experiment.train_loader.dataset is experiment.eval_loader.dataset
