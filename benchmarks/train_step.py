@@ -189,44 +189,7 @@ def flax_model(model_name: str):
       x = x.mean(axis=(1, 2))
       return nn.Dense(NUM_CLASSES)(x)
 
-  class InvertedResidual(nn.Module):
-    def __init__(self, c_in, c_out, expand, stride):
-      super().__init__()
-      hidden = round(c_in * expand)
-      layers = [] if expand == 1 else [nn.Conv2d(c_in, hidden, 1, bias=False), bn(hidden), nn.ReLU6()]
-      layers += [nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), bn(hidden),
-                 nn.ReLU6(), nn.Conv2d(hidden, c_out, 1, bias=False), bn(c_out)]
-      self.body = nn.Sequential(*layers)
-      self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x):
-      y = self.body(x)
-      return x + y if self.residual else y
-
-  class MobileNetV2(nn.Module):
-    # cnnjax's mobilenet_v2 at width 1 on 32x32 images: stem 3x3/2 to 32, the paper's 17
-    # inverted residual blocks, 1x1 to 1280, pool, dropout 0.2, head.
-    def __init__(self):
-      super().__init__()
-      from cnnjax.models.mobilenet import MOBILENET_V2_CONFIG
-      blocks, c_in = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), bn(32), nn.ReLU6()], 32
-      for t, c, n, stride in MOBILENET_V2_CONFIG:
-        for i in range(n):
-          blocks.append(InvertedResidual(c_in, c, t, stride if i == 0 else 1))
-          c_in = c
-      blocks += [nn.Conv2d(c_in, 1280, 1, bias=False), bn(1280), nn.ReLU6()]
-      self.features = nn.Sequential(*blocks)
-      self.dropout = nn.Dropout(0.2)
-      self.head = nn.Linear(1280, NUM_CLASSES)
-      lecun_(self.head)
-      for m in self.modules():
-        if isinstance(m, nn.Conv2d):  # He normal, fan-out, as cnnjax's.
-          nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x):
-      return self.head(self.dropout(torch.mean(self.features(x), dim=(2, 3))))
-
-  return {"lenet5": LeNet5, "resnet18_cifar": ResNet18Cifar, "mobilenet_v2": MobileNetV2}[model_name]()
+  return {"lenet5": LeNet5, "resnet18_cifar": ResNet18Cifar}[model_name]()
 
 
 def flax_contender(model_name: str, images: np.ndarray, labels: np.ndarray) -> _common.Contender:

@@ -7,6 +7,9 @@ put ``tests/`` on the path themselves).
 
 from __future__ import annotations
 
+import json
+import os
+
 from collections.abc import Iterable
 from typing import Any
 
@@ -182,3 +185,57 @@ class ArrayData:
     n = 64 if split == "train" else 96
     return ArrayLoader(self.images[:n], self.labels[:n], train=train, batch_size=batch_size,
                        seed=seed)
+
+
+def killed_preparation_script(after: int) -> str:
+  """Python source that prepares ``digits`` in ``sys.argv[1]`` and SIGKILLs itself after ``after`` examples."""
+  return f"""
+import os, signal, sys
+from cnnjax.data import digits
+original = digits.Digits._generate_examples
+def dying(self, *args):
+  for i, example in enumerate(original(self, *args)):
+    if i == {after}:
+      os.kill(os.getpid(), signal.SIGKILL)
+    yield example
+digits.Digits._generate_examples = dying
+digits.prepare_digits(sys.argv[1])
+"""
+
+
+def last_logged_step(workdir: str) -> int:
+  """The newest train step in ``metrics.jsonl`` (0 if none; a partial last line is ignored)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    steps = [json.loads(line)["step"] for line in f if line.endswith("\n")]
+  return max(steps, default=0)
+
+
+#: The newer zoo families at a reduced depth and width: (registered name, fields).
+SMALL_ZOO = {
+    "convnext_tiny": {"depths": (1, 1), "dims": (8, 16)},
+    "resnext50_32x4d": {"stage_sizes": (1, 1), "num_filters": 16},
+    "wide_resnet50_2": {"stage_sizes": (1, 1), "num_filters": 4},
+    "efficientnet_b0": {"stages": ((1, 3, 1, 16, 8, 1), (6, 5, 2, 8, 16, 2))},
+    "densenet121": {"block_config": (2, 2), "growth_rate": 8, "num_init_features": 16,
+                    "bn_size": 2},
+    "wrn28_10": {"depth": 10, "widen_factor": 1, "dropout_rate": 0.3},
+}
+
+
+def send_and_wait(process: Any, signum: int, timeout: float) -> tuple[int, str, str]:
+  """Sends ``signum`` to a ``subprocess.Popen`` and waits (killing it past ``timeout``).
+
+  Returns:
+    ``(status, stdout, stderr)``.
+  """
+  try:
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=timeout)
+  finally:
+    if process.poll() is None:
+      process.kill()
+      process.wait()
+  return process.returncode, out, err

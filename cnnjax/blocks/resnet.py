@@ -9,19 +9,13 @@ the Flax ImageNet example). Both take their parts as factories (see
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 
-from cnnjax.blocks.common import (
-    Activation,
-    ModuleDef,
-    apply_norm,
-    check_image,
-    conv_padding,
-    make_norm,
-    pair,
-)
+from cnnjax.blocks import common
+from cnnjax.blocks.common import Activation, ModuleDef
 from cnnjax.ops.arithmetic import PaddingLike
 
 Array = jax.Array
@@ -55,10 +49,32 @@ def _shortcut(block: nn.Module, x: Array, features: int, strides: tuple[int, ...
     strides = (1, 1)
   x = block.conv(features, (1, 1), strides=strides, padding=((0, 0), (0, 0)),
                  name="shortcut_conv")(x)
-  return apply_norm(make_norm(block.norm, "shortcut_norm"), x, train)
+  return common.apply_norm(common.make_norm(block.norm, "shortcut_norm"), x, train)
 
 
-class BasicBlock(nn.Module):
+class ResidualBlock(nn.Module):
+  """The fields every residual block has (``BasicBlock``, ``Bottleneck``, ``GroupedBottleneck``).
+
+  Attributes:
+    features: output channels of the main path (times ``expansion``).
+    conv, norm, act: the convolution, normalisation and activation factories.
+    strides: stride of the block (1 or 2), int or pair.
+    downsample: how a strided block reduces resolution (``None``: strided convs).
+    padding: the convolutions' padding (``None``: symmetric).
+    zero_init_last_norm: initialise the last norm's scale to zero.
+  """
+
+  features: int
+  conv: ModuleDef
+  norm: ModuleDef | None
+  act: Activation = nn.relu
+  strides: int | Sequence[int] = 1
+  downsample: ModuleDef | None = None
+  padding: PaddingLike | None = None
+  zero_init_last_norm: bool = False
+
+
+class BasicBlock(ResidualBlock):
   """Two 3x3 convolutions with a residual connection (ResNet-18/34).
 
   ``(N, H, W, C) -> (N, H / s, W / s, features)``::
@@ -87,36 +103,28 @@ class BasicBlock(nn.Module):
       block starts as the identity (Goyal et al., 2017).
   """
 
-  features: int
-  conv: ModuleDef
-  norm: ModuleDef | None
-  act: Activation = nn.relu
-  strides: int | Sequence[int] = 1
-  downsample: ModuleDef | None = None
-  padding: PaddingLike | None = None
-  zero_init_last_norm: bool = False
 
   expansion = 1
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """Applies the block to ``(N, H, W, C)``."""
-    check_image(x, type(self).__name__)
-    strides = pair(self.strides)
+    common.check_image(x, type(self).__name__)
+    strides = common.pair(self.strides)
     antialias = self.downsample is not None and any(s > 1 for s in strides)
     k = (3, 3)
     y = self.conv(self.features, k, strides=(1, 1) if antialias else strides,
-                  padding=conv_padding(self.padding, k), name="conv1")(x)
-    y = self.act(apply_norm(make_norm(self.norm, "norm1"), y, train))
+                  padding=common.conv_padding(self.padding, k), name="conv1")(x)
+    y = self.act(common.apply_norm(common.make_norm(self.norm, "norm1"), y, train))
     index = None
     if antialias:
       y, index = _downsample(self, y, strides)
-    y = self.conv(self.features, k, padding=conv_padding(self.padding, k), name="conv2")(y)
-    y = apply_norm(make_norm(self.norm, "norm2", self.zero_init_last_norm), y, train)
+    y = self.conv(self.features, k, padding=common.conv_padding(self.padding, k), name="conv2")(y)
+    y = common.apply_norm(common.make_norm(self.norm, "norm2", self.zero_init_last_norm), y, train)
     return self.act(y + _shortcut(self, x, self.features, strides, train, index))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(ResidualBlock):
   """1x1 reduce, 3x3, 1x1 expand, with a residual connection (ResNet-50/101/152).
 
   ``(N, H, W, C) -> (N, H / s, W / s, features * expansion)``. ResNet v1.5:
@@ -135,32 +143,36 @@ class Bottleneck(nn.Module):
     zero_init_last_norm: initialise ``norm3``'s scale to zero.
   """
 
-  features: int
-  conv: ModuleDef
-  norm: ModuleDef | None
-  act: Activation = nn.relu
-  strides: int | Sequence[int] = 1
-  downsample: ModuleDef | None = None
-  padding: PaddingLike | None = None
-  zero_init_last_norm: bool = False
   expansion: int = 4
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """Applies the block to ``(N, H, W, C)``."""
-    check_image(x, type(self).__name__)
-    strides = pair(self.strides)
-    antialias = self.downsample is not None and any(s > 1 for s in strides)
-    out = self.features * self.expansion
-    none = ((0, 0), (0, 0))
-    y = self.conv(self.features, (1, 1), padding=none, name="conv1")(x)
-    y = self.act(apply_norm(make_norm(self.norm, "norm1"), y, train))
-    y = self.conv(self.features, (3, 3), strides=(1, 1) if antialias else strides,
-                  padding=conv_padding(self.padding, (3, 3)), name="conv2")(y)
-    y = self.act(apply_norm(make_norm(self.norm, "norm2"), y, train))
-    index = None
-    if antialias:
-      y, index = _downsample(self, y, strides)
-    y = self.conv(out, (1, 1), padding=none, name="conv3")(y)
-    y = apply_norm(make_norm(self.norm, "norm3", self.zero_init_last_norm), y, train)
-    return self.act(y + _shortcut(self, x, out, strides, train, index))
+    common.check_image(x, type(self).__name__)
+    return bottleneck(self, x, train, self.features, self.features * self.expansion)
+
+
+def bottleneck(block: ResidualBlock, x: Array, train: bool, width: int, out: int,
+               **conv2: Any) -> Array:
+  """A bottleneck's computation in ``block``'s scope: ``(N, H, W, C) -> (N, H', W', out)``.
+
+  1x1 to ``width``, 3x3 (with ``conv2``'s keywords, e.g. ``feature_group_count``)
+  carrying the stride (or, with ``downsample``, followed by it), 1x1 to ``out``,
+  each normalised (``norm3`` zero-initialised on request), plus the shortcut.
+  The names (``conv1``..``conv3``, ``norm1``..``norm3``, ``shortcut_*``) are
+  those of every bottleneck, so weights load alike.
+  """
+  strides = common.pair(block.strides)
+  antialias = block.downsample is not None and any(s > 1 for s in strides)
+  none = ((0, 0), (0, 0))
+  y = block.conv(width, (1, 1), padding=none, name="conv1")(x)
+  y = block.act(common.apply_norm(common.make_norm(block.norm, "norm1"), y, train))
+  y = block.conv(width, (3, 3), strides=(1, 1) if antialias else strides,
+                 padding=common.conv_padding(block.padding, (3, 3)), name="conv2", **conv2)(y)
+  y = block.act(common.apply_norm(common.make_norm(block.norm, "norm2"), y, train))
+  index = None
+  if antialias:
+    y, index = _downsample(block, y, strides)
+  y = block.conv(out, (1, 1), padding=none, name="conv3")(y)
+  y = common.apply_norm(common.make_norm(block.norm, "norm3", block.zero_init_last_norm), y, train)
+  return block.act(y + _shortcut(block, x, out, strides, train, index))

@@ -13,16 +13,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from cnnjax.blocks.common import (
-    Activation,
-    ConvNormAct,
-    ModuleDef,
-    apply_norm,
-    check_image,
-    conv_padding,
-    make_norm,
-    pair,
-)
+from cnnjax.blocks import common
+from cnnjax.blocks.common import Activation, ModuleDef
 from cnnjax.ops.arithmetic import PaddingLike
 
 Array = jax.Array
@@ -66,16 +58,16 @@ class SeparableBlock(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """Applies the block to ``(N, H, W, C)``."""
-    check_image(x, type(self).__name__)
-    kernel, strides = pair(self.kernel_size), pair(self.strides)
+    common.check_image(x, type(self).__name__)
+    kernel, strides = common.pair(self.kernel_size), common.pair(self.strides)
     antialias = self.downsample is not None and any(s > 1 for s in strides)
     channels = x.shape[-1]
     y = self.conv(channels * self.depth_multiplier, kernel,
                   strides=(1, 1) if antialias else strides,
-                  padding=conv_padding(self.padding, kernel),
+                  padding=common.conv_padding(self.padding, kernel),
                   feature_group_count=channels, name="depthwise")(x)
     y = self.conv(self.features, (1, 1), padding=((0, 0), (0, 0)), name="pointwise")(y)
-    y = apply_norm(make_norm(self.norm, "norm"), y, train)
+    y = common.apply_norm(common.make_norm(self.norm, "norm"), y, train)
     if self.act is not None:
       y = self.act(y)
     if antialias:
@@ -123,20 +115,20 @@ class InvertedResidual(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """Applies the block to ``(N, H, W, C)``."""
-    check_image(x, type(self).__name__)
-    strides = pair(self.strides)
+    common.check_image(x, type(self).__name__)
+    strides = common.pair(self.strides)
     channels = x.shape[-1]
     hidden = int(round(channels * self.expand_ratio))
     y = x
     if self.expand_ratio != 1:
-      y = ConvNormAct(hidden, (1, 1), conv=self.conv, norm=self.norm, act=self.act,
+      y = common.ConvNormAct(hidden, (1, 1), conv=self.conv, norm=self.norm, act=self.act,
                       padding=((0, 0), (0, 0)), name="expand")(y, train)
-    y = ConvNormAct(hidden, self.kernel_size, conv=self.conv, norm=self.norm,
+    y = common.ConvNormAct(hidden, self.kernel_size, conv=self.conv, norm=self.norm,
                     act=self.act, strides=strides, downsample=self.downsample,
                     padding=self.padding, feature_group_count=hidden,
                     name="depthwise")(y, train)
     y = self.conv(self.features, (1, 1), padding=((0, 0), (0, 0)), name="project_conv")(y)
-    y = apply_norm(make_norm(self.norm, "project_norm"), y, train)
+    y = common.apply_norm(common.make_norm(self.norm, "project_norm"), y, train)
     if all(s == 1 for s in strides) and channels == self.features:
       y = y + x
     return y

@@ -14,15 +14,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from cnnjax.blocks.common import (
-    Activation,
-    ModuleDef,
-    apply_norm,
-    check_image,
-    conv_padding,
-    make_norm,
-    pair,
-)
+from cnnjax.blocks import common
+from cnnjax.blocks.common import Activation, ModuleDef
 from cnnjax.blocks.resnet import _downsample
 from cnnjax.ops.arithmetic import PaddingLike
 
@@ -64,21 +57,21 @@ class WideBasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
     """Applies the block to ``(N, H, W, C)``."""
-    check_image(x, type(self).__name__)
-    strides = pair(self.strides)
+    common.check_image(x, type(self).__name__)
+    strides = common.pair(self.strides)
     strided = any(s > 1 for s in strides)
     antialias = self.downsample is not None and strided
     k = (3, 3)
-    pre = self.act(apply_norm(make_norm(self.norm, "norm1"), x, train))
+    pre = self.act(common.apply_norm(common.make_norm(self.norm, "norm1"), x, train))
     y = self.conv(self.features, k, strides=(1, 1) if antialias else strides,
-                  padding=conv_padding(self.padding, k), name="conv1")(pre)
-    y = self.act(apply_norm(make_norm(self.norm, "norm2"), y, train))
+                  padding=common.conv_padding(self.padding, k), name="conv1")(pre)
+    y = self.act(common.apply_norm(common.make_norm(self.norm, "norm2"), y, train))
     index = None
     if antialias:
       y, index = _downsample(self, y, strides)
     if self.dropout_rate > 0:
       y = nn.Dropout(self.dropout_rate, deterministic=not train, name="dropout")(y)
-    y = self.conv(self.features, k, padding=conv_padding(self.padding, k), name="conv2")(y)
+    y = self.conv(self.features, k, padding=common.conv_padding(self.padding, k), name="conv2")(y)
     if x.shape[-1] == self.features and not strided:
       return x + y.astype(x.dtype)
     shortcut, short_strides = pre, strides

@@ -19,6 +19,7 @@ from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.densenet import DenseBlock, Transition
 from cnnjax.models.base import (
+    ImageClassifier,
     batch_norm_def,
     check_image_input,
     classifier_head,
@@ -34,7 +35,7 @@ Dtype = Any
 he_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
-class DenseNet(nn.Module):
+class DenseNet(ImageClassifier):
   """DenseNet-BC: stem, dense blocks and transitions, BatchNorm-ReLU, global pool, head.
 
   ``(N, H, W, C) -> (N, num_classes)``, total stride 32.
@@ -62,13 +63,7 @@ class DenseNet(nn.Module):
   growth_rate: int = 32
   num_init_features: int = 64
   bn_size: int = 4
-  num_classes: int = 1000
   dropout_rate: float = 0.0
-  downsample: str = "stride"
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:

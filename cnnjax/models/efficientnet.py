@@ -22,6 +22,7 @@ from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.efficientnet import MBConv
 from cnnjax.models.base import (
+    ImageClassifier,
     batch_norm_def,
     check_image_input,
     classifier_head,
@@ -40,7 +41,7 @@ EFFICIENTNET_B0_CONFIG = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 
                           (6, 3, 1, 192, 320, 1))
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(ImageClassifier):
   """EfficientNet: stem, ``MBConv`` stages, 1x1 conv to 4x the last width, pool, dropout, head.
 
   ``(N, H, W, C) -> (N, num_classes)``, total stride 32 for B0.
@@ -64,16 +65,10 @@ class EfficientNet(nn.Module):
   """
 
   stages: Sequence[Sequence[int]] = EFFICIENTNET_B0_CONFIG
-  num_classes: int = 1000
   width_multiplier: float = 1.0
   depth_multiplier: float = 1.0
   dropout_rate: float = 0.2
   drop_path_rate: float = 0.2
-  downsample: str = "stride"
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:

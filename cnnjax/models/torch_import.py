@@ -235,6 +235,84 @@ def _classifier_key(model_name: str) -> str:
   return _CLASSIFIER[_family(model_name)]
 
 
+class _Copier:
+  """Copies a PyTorch state dict into flat linen variables, module by module.
+
+  Records every key it expects (with its PyTorch shape) and every array whose
+  shape does not fit; ``check`` raises one ``ValueError`` naming them.
+  """
+
+  def __init__(self, state: dict[str, Any]):
+    self.state = state
+    self.flat: dict[tuple[str, ...], jax.Array] = {}
+    self.expected_shapes: dict[str, tuple[int, ...]] = {}
+    self.problems: list[str] = []
+
+  def take(self, key: str, target: Path, leaf: Any, convert) -> None:
+    """``state[key]`` converted into ``target`` (shape of ``leaf``), if present and fitting."""
+    self.expected_shapes[key] = _torch_shape(leaf.shape, convert)
+    if key not in self.state:
+      return
+    value = _to_numpy(self.state[key], key)
+    try:
+      converted = convert(value)
+    except ValueError:
+      converted = None
+    if converted is None or converted.shape != leaf.shape:
+      self.problems.append(
+          f"state_dict[{key!r}] has shape {value.shape}; {'/'.join(target)} needs "
+          f"{tuple(leaf.shape)} here, i.e. {_torch_shape(leaf.shape, convert)} in PyTorch")
+      return
+    self.flat[target] = jnp.asarray(converted, leaf.dtype)
+
+  def copy_module(self, prefix: str, path: Path, collections: dict[str, Any], family: str) -> None:
+    """The arrays of one linen module (a norm, a LayerScale, a conv or a dense layer)."""
+    params = collections.get("params", {})
+    stats = collections.get("batch_stats", {})
+    if "scale" in params:  # BatchNorm (with statistics) or LayerNorm.
+      self.take(f"{prefix}.weight", ("params", *path, "scale"), params["scale"], _same)
+      self.take(f"{prefix}.bias", ("params", *path, "bias"), params["bias"], _same)
+      if "mean" in stats:
+        self.take(f"{prefix}.running_mean", ("batch_stats", *path, "mean"), stats["mean"], _same)
+        self.take(f"{prefix}.running_var", ("batch_stats", *path, "var"), stats["var"], _same)
+      return
+    if set(params) == {"gamma"}:  # LayerScale: a bare nn.Parameter named by the prefix.
+      self.take(prefix, ("params", *path, "gamma"), params["gamma"], _layer_scale)
+      return
+    kernel = params["kernel"]
+    if kernel.ndim == 4:
+      convert = _conv_kernel
+    elif path == ("fc6",) and family in _FLATTENED:
+      convert = _flattened_dense(_FLATTENED[family])
+    else:
+      convert = _dense_kernel
+    self.take(f"{prefix}.weight", ("params", *path, "kernel"), kernel, convert)
+    if "bias" in params:
+      self.take(f"{prefix}.bias", ("params", *path, "bias"), params["bias"], _same)
+
+  def check(self, model_name: str) -> None:
+    """A ``ValueError`` for missing or unexpected keys, then for shapes that do not fit."""
+    state, expected = self.state, set(self.expected_shapes)
+    ignored = {k for k in state if k.endswith(".num_batches_tracked")}
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected - ignored)
+    if missing or unexpected:
+      first = []
+      if missing:
+        first.append(f"expected {missing[0]!r} of shape {self.expected_shapes[missing[0]]}")
+      if unexpected:
+        first.append(f"the file has {unexpected[0]!r} of shape "
+                     f"{tuple(_to_numpy(state[unexpected[0]], unexpected[0]).shape)}")
+      raise ValueError(
+          f"state dict does not match {model_name} (torchvision layout): "
+          f"{len(missing)} missing key(s) {_head_list(missing)}; {len(unexpected)} unexpected "
+          f"key(s) {_head_list(unexpected)}; first differing arrays: {', '.join(first)}")
+    problems = self.problems
+    if problems:
+      raise ValueError(f"state dict does not match {model_name}: " + "; ".join(problems[:8])
+                       + (f"; and {len(problems) - 8} more" if len(problems) > 8 else ""))
+
+
 def load_torch_state_dict(model_name: str, state_dict: Mapping[str, Any], *,
                           num_classes: int | None = None, **fields: Any) -> dict[str, Any]:
   """Converts a torchvision ``state_dict`` into the variables of ``models.create(model_name)``.
@@ -299,75 +377,15 @@ def load_torch_state_dict(model_name: str, state_dict: Mapping[str, Any], *,
     torch_name = {"resnet": _resnet_name, "alexnet": _alexnet_name, "convnext": _convnext_name,
                   "densenet": _densenet_name}[family]
 
-  flat: dict[tuple[str, ...], jax.Array] = {}
-  expected: set[str] = set()
-  problems: list[str] = []
-
-  expected_shapes: dict[str, tuple[int, ...]] = {}
-
-  def take(key: str, target: Path, leaf: Any, convert) -> None:
-    expected.add(key)
-    expected_shapes[key] = _torch_shape(leaf.shape, convert)
-    if key not in state:
-      return
-    value = _to_numpy(state[key], key)
-    try:
-      converted = convert(value)
-    except ValueError:
-      converted = None
-    if converted is None or converted.shape != leaf.shape:
-      problems.append(
-          f"state_dict[{key!r}] has shape {value.shape}; {'/'.join(target)} needs "
-          f"{tuple(leaf.shape)} here, i.e. {_torch_shape(leaf.shape, convert)} in PyTorch")
-      return
-    flat[target] = jnp.asarray(converted, leaf.dtype)
-
+  copier = _Copier(state)
   for path, collections in modules.items():
     prefix = torch_name(path)
     if prefix is None:
       raise ValueError(f"{model_name}: no torchvision name for module {'/'.join(path)}; "
                        f"fields {fields} change the architecture away from torchvision's")
-    params = collections.get("params", {})
-    stats = collections.get("batch_stats", {})
-    if "scale" in params:  # BatchNorm (with statistics) or LayerNorm.
-      take(f"{prefix}.weight", ("params", *path, "scale"), params["scale"], _same)
-      take(f"{prefix}.bias", ("params", *path, "bias"), params["bias"], _same)
-      if "mean" in stats:
-        take(f"{prefix}.running_mean", ("batch_stats", *path, "mean"), stats["mean"], _same)
-        take(f"{prefix}.running_var", ("batch_stats", *path, "var"), stats["var"], _same)
-      continue
-    if set(params) == {"gamma"}:  # LayerScale: a bare nn.Parameter named by the prefix.
-      take(prefix, ("params", *path, "gamma"), params["gamma"], _layer_scale)
-      continue
-    kernel = params["kernel"]
-    if kernel.ndim == 4:
-      take(f"{prefix}.weight", ("params", *path, "kernel"), kernel, _conv_kernel)
-    elif path == ("fc6",) and family in _FLATTENED:
-      take(f"{prefix}.weight", ("params", *path, "kernel"), kernel,
-           _flattened_dense(_FLATTENED[family]))
-    else:
-      take(f"{prefix}.weight", ("params", *path, "kernel"), kernel, _dense_kernel)
-    if "bias" in params:
-      take(f"{prefix}.bias", ("params", *path, "bias"), params["bias"], _same)
-
-  ignored = {k for k in state if k.endswith(".num_batches_tracked")}
-  missing = sorted(expected - set(state))
-  unexpected = sorted(set(state) - expected - ignored)
-  if missing or unexpected:
-    first = []
-    if missing:
-      first.append(f"expected {missing[0]!r} of shape {expected_shapes[missing[0]]}")
-    if unexpected:
-      first.append(f"the file has {unexpected[0]!r} of shape "
-                   f"{tuple(_to_numpy(state[unexpected[0]], unexpected[0]).shape)}")
-    raise ValueError(
-        f"state dict does not match {model_name} (torchvision layout): "
-        f"{len(missing)} missing key(s) {_head_list(missing)}; {len(unexpected)} unexpected "
-        f"key(s) {_head_list(unexpected)}; first differing arrays: {', '.join(first)}")
-  if problems:
-    raise ValueError(f"state dict does not match {model_name}: " + "; ".join(problems[:8])
-                     + (f"; and {len(problems) - 8} more" if len(problems) > 8 else ""))
-  return {k: v for k, v in traverse_util.unflatten_dict(flat).items()}
+    copier.copy_module(prefix, path, collections, family)
+  copier.check(model_name)
+  return dict(traverse_util.unflatten_dict(copier.flat))
 
 
 def _head_list(keys: list[str], n: int = 10) -> str:

@@ -33,7 +33,14 @@ import jax.numpy as jnp
 
 from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct
-from cnnjax.models.base import batch_norm_def, check_image_input, conv_def, he_fan_out
+from cnnjax.models.base import (
+    ImageClassifier,
+    batch_norm_def,
+    check_image_input,
+    conv_def,
+    field,
+    he_fan_out,
+)
 from cnnjax.models.registry import register
 from cnnjax.ops.arithmetic import PaddingLike
 
@@ -44,7 +51,7 @@ DOWNSAMPLE = ("stride", "blur", "aps")
 UPSAMPLE = ("transpose", "resize")
 
 
-class UNet(nn.Module):
+class UNet(ImageClassifier):
   """U-Net: ``(N, H, W, C) -> (N, H, W, num_classes)`` per-pixel logits (float32).
 
   ``len(features)`` encoder stages of two 3x3 ConvNormAct each, a
@@ -73,16 +80,11 @@ class UNet(nn.Module):
     dtype, param_dtype: computation and parameter dtypes.
   """
 
-  num_classes: int = 11
+  num_classes: int = field(11)
   features: Sequence[int] = (16, 32, 64)
-  downsample: str = "stride"
   upsample: str = "transpose"
   padding: PaddingLike = "CIRCULAR"
   act: Callable[[Array], Array] = nn.relu
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   def _circular(self) -> bool:
     return isinstance(self.padding, str) and self.padding.upper() == "CIRCULAR"

@@ -20,10 +20,12 @@ from cnnjax import layers
 from cnnjax.blocks.common import conv_padding, downsample_def
 from cnnjax.blocks.wide import WideBasicBlock
 from cnnjax.models.base import (
+    ImageClassifier,
     batch_norm_def,
     check_image_input,
     classifier_head,
     conv_def,
+    field,
     he_fan_out,
 )
 from cnnjax.models.registry import register
@@ -33,7 +35,7 @@ Array = jax.Array
 Dtype = Any
 
 
-class WideResNet(nn.Module):
+class WideResNet(ImageClassifier):
   """WRN-d-k: 3x3 stem, three stages of pre-activation wide blocks, BN-ReLU, pool, head.
 
   ``(N, H, W, C) -> (N, num_classes)``.
@@ -59,15 +61,10 @@ class WideResNet(nn.Module):
 
   depth: int = 28
   widen_factor: int = 10
-  num_classes: int = 10
+  num_classes: int = field(10)
   dropout_rate: float = 0.0
-  downsample: str = "stride"
   padding: PaddingLike | None = None
   act: Callable[[Array], Array] = nn.relu
-  input_channels: int | None = None
-  axis_name: str | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:

@@ -231,6 +231,17 @@ def conv(
     pads = ((0, 0),) * rank
     lhs_dilation = (1,) * rank
   options = dict(precision=precision, preferred_element_type=preferred_element_type)
+  y = _lowered(lowering, x, w, pads, strides, lhs_dilation, rhs_dilation, feature_group_count,
+               options)
+  if b is not None:
+    y = y + b.astype(y.dtype)
+  return y
+
+
+def _lowered(lowering: str, x: Array, w: Array, pads, strides, lhs_dilation, rhs_dilation,
+             feature_group_count: int, options: dict[str, Any]) -> Array:
+  """``conv``'s computation by ``lowering`` (padding already applied where it must be), no bias."""
+  rank = x.ndim - 2
 
   def lax_conv(x, w, pads, rhs_dilation, groups, window_strides=strides):
     return lax.conv_general_dilated(
@@ -266,8 +277,6 @@ def conv(
     y = chunked_conv(x, w, pads, rhs_dilation, feature_group_count)
   else:
     y = lax_conv(x, w, pads, rhs_dilation, feature_group_count)
-  if b is not None:
-    y = y + b.astype(y.dtype)
   return y
 
 

@@ -312,13 +312,8 @@ def assert_shift_invariant(
     x: the input, ``(N, *spatial, C)``.
     shift: an int (the same on every axis) or one int per axis of ``axes``.
     axes: the axes to roll; default the spatial axes ``1 .. x.ndim - 2``.
-    atol, rtol: the tolerance, ``|a - b| <= atol + rtol * |b|`` elementwise,
-      ``b`` being the unshifted side. ``atol=None`` (the default) means
-      ``rtol * max|b|``: float32 rounding grows with the magnitude of the
-      output and the number of terms summed, so a tolerance relative to the
-      output's scale holds for logits of 1 and of 1,000 alike. The default
-      ``rtol=1e-5`` is ~80 float32 eps, room for the reordered sums of a few
-      convolution layers; deep networks need more (pass ``rtol``).
+    atol, rtol: the tolerance, as ``assert_shift_equivariant``'s (``atol=None``:
+      ``rtol * max|b|``, ``b`` being the unshifted side).
 
   Raises:
     AssertionError: the outputs differ; the message gives the largest absolute

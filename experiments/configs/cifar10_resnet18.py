@@ -19,34 +19,18 @@ Smoke variant (a few steps on 256 examples)::
   python experiments/train.py --config experiments/configs/cifar10_resnet18.py:smoke --workdir /tmp/cifar_smoke
 """
 
-from cnnjax.train.config import base_config, lock
+from cnnjax.train import recipes
+from cnnjax.train.config import base_config
 
 
 def get_config(variant: str | None = None):
   c = base_config()
-  c.model.name = "resnet18_cifar"
-  c.data.name = "cifar10"
+  c.model.name, c.data.name = "resnet18_cifar", "cifar10"
   c.augment = "random_crop(padding=4), horizontal_flip"
-  c.batch_size = 128
-  c.eval_batch_size = 500
-  c.num_epochs = 200.0
+  c.batch_size, c.eval_batch_size, c.num_epochs = 128, 500, 200.0
   c.label_smoothing = 0.0
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 5e-4
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 1.0
-  c.log_every_steps = 100
-  c.checkpoint_every_steps = 1000
-  if variant == "smoke":
-    c.num_epochs = 1.0
-    c.data.train_subset = 256
-    c.batch_size = 64
-    c.eval_batch_size = 64
-    c.log_every_steps = 2
-    c.progress_bar = False
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of cifar10_resnet18; expected 'smoke' or none")
-  return lock(c)
+  recipes.optimizer(c, "sgd", 0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                    warmup_epochs=1.0)
+  c.log_every_steps, c.checkpoint_every_steps = 100, 1000
+  return recipes.finish(c, variant, "cifar10_resnet18", smoke={
+      "train_subset": 256, "batch_size": 64, "log_every_steps": 2})

@@ -26,39 +26,22 @@ Smoke variant (WRN-10-1, one epoch on 64 examples; checks the plumbing, not the 
   python experiments/train.py --config experiments/configs/cifar10_wrn28_10.py:smoke --workdir /tmp/wrn_smoke
 """
 
-from cnnjax.train.config import base_config, lock
+from cnnjax.train import recipes
+from cnnjax.train.config import base_config
 
 
 def get_config(variant: str | None = None):
   c = base_config()
-  c.model.name = "wrn28_10"
+  c.model.name, c.data.name = "wrn28_10", "cifar10"
   c.model.kwargs.dropout_rate = 0.3
-  c.data.name = "cifar10"
   c.augment = "random_crop(padding=4), horizontal_flip"
-  c.batch_size = 128
-  c.eval_batch_size = 500
-  c.num_epochs = 200.0
+  c.batch_size, c.eval_batch_size, c.num_epochs = 128, 500, 200.0
   c.label_smoothing = 0.0
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 5e-4
-  c.schedule.name = "piecewise"
-  c.schedule.warmup_epochs = 0.0
-  c.schedule.boundaries_epochs = (60.0, 120.0, 160.0)
-  c.schedule.decay_factor = 0.2
-  c.log_every_steps = 100
-  c.checkpoint_every_steps = 1000
-  if variant == "smoke":
-    c.model.kwargs.depth = 10
-    c.model.kwargs.widen_factor = 1
-    c.num_epochs = 1.0
-    c.data.train_subset = 64
-    c.batch_size = 32
-    c.eval_batch_size = 32
-    c.log_every_steps = 1
-    c.progress_bar = False
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of cifar10_wrn28_10; expected 'smoke' or none")
-  return lock(c)
+  # The WRN paper's schedule: the rate times 0.2 at epochs 60, 120 and 160.
+  recipes.optimizer(c, "sgd", 0.1, schedule="piecewise", momentum=0.9, nesterov=True,
+                    weight_decay=5e-4)
+  c.schedule.boundaries_epochs, c.schedule.decay_factor = (60.0, 120.0, 160.0), 0.2
+  c.log_every_steps, c.checkpoint_every_steps = 100, 1000
+  return recipes.finish(c, variant, "cifar10_wrn28_10", smoke={
+      "train_subset": 64, "batch_size": 32, "log_every_steps": 1,
+      "overrides": {"model.kwargs.depth": 10, "model.kwargs.widen_factor": 1}})

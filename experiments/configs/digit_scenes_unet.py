@@ -28,38 +28,23 @@ Smoke variant (one epoch, a narrow U-Net; for CI)::
   python experiments/train.py --config experiments/configs/digit_scenes_unet.py:smoke --workdir /tmp/smoke_seg
 """
 
-from cnnjax.train.config import base_config, lock
+from cnnjax.train import recipes
+from cnnjax.train.config import base_config
 
 
 def get_config(variant: str | None = None):
   c = base_config()
-  c.task = "segmentation"
-  c.ignore_label = 255
+  c.task, c.ignore_label = "segmentation", 255
   c.model.name = "unet"
   c.model.kwargs = {"features": (16, 32, 64), "downsample": "stride", "upsample": "transpose",
                     "padding": "CIRCULAR"}
   c.data.name = "digit_scenes"
-  c.data.eval_split = "test"
-  c.data.test_split = "test"
+  c.data.eval_split = c.data.test_split = "test"
   # Crops pad with zeros and label the padding 255 (ignored). No flips: a
   # mirrored 2 or 7 is no digit of its class.
   c.augment = "random_crop(padding=4)"
-  c.batch_size = 32
-  c.eval_batch_size = 50
-  c.num_epochs = 20.0
-  c.optimizer.name = "adam"
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.weight_decay = 0.0
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 1.0
+  c.batch_size, c.eval_batch_size, c.num_epochs = 32, 50, 20.0
+  recipes.optimizer(c, "adam", 2e-3, weight_decay=0.0, warmup_epochs=1.0)
   c.log_every_steps = 20
-  if variant == "smoke":
-    c.model.kwargs = {"features": (4, 8), "downsample": "stride", "upsample": "transpose",
-                      "padding": "CIRCULAR"}
-    c.num_epochs = 1.0
-    c.log_every_steps = 5
-    c.progress_bar = False
-    c.plots = True
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of digit_scenes_unet; expected 'smoke' or none")
-  return lock(c)
+  return recipes.finish(c, variant, "digit_scenes_unet", smoke={
+      "overrides": {"plots": True, "model.kwargs.features": (4, 8)}})

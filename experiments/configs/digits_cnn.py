@@ -12,32 +12,18 @@ Smoke variant (two epochs, a few seconds; for tests)::
   python experiments/train.py --config experiments/configs/digits_cnn.py:smoke --workdir /tmp/smoke
 """
 
-from cnnjax.train.config import base_config, lock
+from cnnjax.train import recipes
+from cnnjax.train.config import base_config
 
 
 def get_config(variant: str | None = None):
   c = base_config()
-  c.model.name = "digits_cnn"
-  c.data.name = "digits"
-  c.data.eval_split = "test"
-  c.data.test_split = "test"
+  c.model.name, c.data.name = "digits_cnn", "digits"
+  c.data.eval_split = c.data.test_split = "test"
   c.augment = ""
-  c.batch_size = 64
-  c.eval_batch_size = 120
-  c.num_epochs = 30.0
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 5e-4
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 1.0
+  c.batch_size, c.eval_batch_size, c.num_epochs = 64, 120, 30.0
+  recipes.optimizer(c, "sgd", 0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                    warmup_epochs=1.0)
   c.log_every_steps = 20
-  if variant == "smoke":
-    c.num_epochs = 2.0
-    c.log_every_steps = 5
-    c.progress_bar = False
-    c.plots = True
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of digits_cnn; expected 'smoke' or none")
-  return lock(c)
+  return recipes.finish(c, variant, "digits_cnn", smoke={
+      "num_epochs": 2.0, "overrides": {"plots": True}})

@@ -20,35 +20,20 @@ Smoke variant (one epoch; for CI)::
   python experiments/train.py --config experiments/configs/digits_rotation.py:smoke --workdir /tmp/smoke_rot
 """
 
-from cnnjax.train.config import base_config, lock
+from cnnjax.train import recipes
+from cnnjax.train.config import base_config
 
 
 def get_config(variant: str | None = None):
   c = base_config()
-  c.task = "regression"
-  c.regression_loss = "mse"
-  c.target_mean = 0.0
-  c.target_std = 26.0
+  c.task, c.regression_loss = "regression", "mse"
+  c.target_mean, c.target_std = 0.0, 26.0
   c.model.name = "digits_cnn"
   c.model.kwargs = {"num_outputs": 1, "dropout_rate": 0.0}
   c.data.name = "digits_rotation"
-  c.data.eval_split = "test"
-  c.data.test_split = "test"
+  c.data.eval_split = c.data.test_split = "test"
   c.augment = ""  # rotations and flips would change the target
-  c.batch_size = 64
-  c.eval_batch_size = 120
-  c.num_epochs = 30.0
-  c.optimizer.name = "adam"
-  c.optimizer.learning_rate = 2e-3
-  c.optimizer.weight_decay = 0.0
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 1.0
+  c.batch_size, c.eval_batch_size, c.num_epochs = 64, 120, 30.0
+  recipes.optimizer(c, "adam", 2e-3, weight_decay=0.0, warmup_epochs=1.0)
   c.log_every_steps = 20
-  if variant == "smoke":
-    c.num_epochs = 1.0
-    c.log_every_steps = 5
-    c.progress_bar = False
-    c.plots = True
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of digits_rotation; expected 'smoke' or none")
-  return lock(c)
+  return recipes.finish(c, variant, "digits_rotation", smoke={"overrides": {"plots": True}})

@@ -21,48 +21,26 @@ Smoke variant (a few steps on 256 examples)::
   python experiments/train.py --config experiments/configs/imagenet_resnet50.py:smoke --workdir /tmp/imagenet_smoke
 """
 
-from cnnjax.train.config import base_config, lock
+from cnnjax.train import recipes
+from cnnjax.train.config import base_config
 
 
 def get_config(variant: str | None = None):
   c = base_config()
-  c.model.name = "resnet50"
-  c.model.dtype = "bfloat16"
-  c.data.name = "imagenet2012"
-  c.data.pipeline = "grain"
-  c.data.worker_count = 8
+  c.model.name, c.model.dtype = "resnet50", "bfloat16"
+  c.data.name, c.data.pipeline, c.data.worker_count = "imagenet2012", "grain", 8
   # imagenet2012 images vary in size: training takes random-resized crops of the whole
   # decoded image (area 8-100 %, aspect 3/4-4/3) resized to 224, on the host; evaluation
   # the centre 224 of the image resized to a shorter side of 256.
-  c.data.image_size = 224
-  c.data.crop_scale = (0.08, 1.0)
-  c.data.eval_split = "validation"
-  c.data.test_split = "validation"
+  c.data.image_size, c.data.crop_scale = 224, (0.08, 1.0)
+  c.data.eval_split = c.data.test_split = "validation"
   c.augment = "horizontal_flip"
-  c.batch_size = 1024
-  c.eval_batch_size = 1024
-  c.num_epochs = 90.0
-  c.label_smoothing = 0.1
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.1 * c.batch_size / 256
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 1e-4
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 5.0
-  c.log_every_steps = 100
-  c.checkpoint_every_steps = 2000
-  if variant == "smoke":
-    c.model.dtype = "float32"
-    c.num_epochs = 1.0
-    c.data.train_subset = 256
-    c.data.worker_count = 0
-    c.data.image_size = 64
-    c.batch_size = 64
-    c.eval_batch_size = 64
-    c.optimizer.learning_rate = 0.1
-    c.log_every_steps = 2
-    c.progress_bar = False
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of imagenet_resnet50; expected 'smoke' or none")
-  return lock(c)
+  c.batch_size = c.eval_batch_size = 1024
+  c.num_epochs, c.label_smoothing = 90.0, 0.1
+  recipes.optimizer(c, "sgd", 0.1 * c.batch_size / 256, momentum=0.9, nesterov=True,
+                    weight_decay=1e-4, warmup_epochs=5.0)
+  c.log_every_steps, c.checkpoint_every_steps = 100, 2000
+  return recipes.finish(c, variant, "imagenet_resnet50", smoke={
+      "train_subset": 256, "batch_size": 64, "log_every_steps": 2,
+      "overrides": {"model.dtype": "float32", "data.worker_count": 0, "data.image_size": 64,
+                    "optimizer.learning_rate": 0.1}})

@@ -23,34 +23,20 @@ Smoke variant (one epoch on 1,024 examples)::
 (``lenet5_config``).
 """
 
-from cnnjax.train.config import base_config, lock
+from cnnjax.train import recipes
+from cnnjax.train.config import base_config
 
 
 def lenet5_config(data_name: str, num_epochs: float, variant: str | None = None):
   """LeNet-5 (``'SAME'`` padding) with Adam and a cosine schedule on a 28x28x1 data set."""
   c = base_config()
-  c.model.name = "lenet5"
-  c.model.kwargs = {"padding": "SAME"}
+  c.model.name, c.model.kwargs = "lenet5", {"padding": "SAME"}
   c.data.name = data_name
-  c.batch_size = 128
-  c.eval_batch_size = 1000
-  c.num_epochs = float(num_epochs)
-  c.optimizer.name = "adam"
-  c.optimizer.learning_rate = 1e-3
-  c.schedule.name = "cosine"
-  c.schedule.warmup_epochs = 0.5
+  c.batch_size, c.eval_batch_size, c.num_epochs = 128, 1000, float(num_epochs)
+  recipes.optimizer(c, "adam", 1e-3, warmup_epochs=0.5)
   c.log_every_steps = 100
-  if variant == "smoke":
-    c.num_epochs = 1.0
-    c.data.train_subset = 1024
-    c.batch_size = 32
-    c.eval_batch_size = 32
-    c.log_every_steps = 8
-    c.progress_bar = False
-  elif variant:
-    raise ValueError(
-        f"unknown variant {variant!r} of {data_name}_lenet5; expected 'smoke' or none")
-  return lock(c)
+  return recipes.finish(c, variant, f"{data_name}_lenet5", smoke={
+      "train_subset": 1024, "batch_size": 32, "log_every_steps": 8})
 
 
 def get_config(variant: str | None = None):

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from cnnjax import data
 from cnnjax.data import builders
 from cnnjax.data import digits as digits_lib
 from cnnjax.data import decode
+from testlib import killed_preparation_script
 
 
 def test_info(digits_dir):
@@ -56,18 +56,7 @@ def test_prepare_twice_is_a_no_op(digits_dir):
   assert before == after
 
 
-_KILLED = textwrap.dedent("""
-    import os, signal, sys
-    from cnnjax.data import digits
-    original = digits.Digits._generate_examples
-    def dying(self, *args):
-      for i, example in enumerate(original(self, *args)):
-        if i == 500:
-          os.kill(os.getpid(), signal.SIGKILL)
-        yield example
-    digits.Digits._generate_examples = dying
-    digits.prepare_digits(sys.argv[1])
-""")
+_KILLED = killed_preparation_script(after=500)
 
 
 @pytest.mark.slow

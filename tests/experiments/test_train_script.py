@@ -116,16 +116,17 @@ class _MockSource:
     return [self[i] for i in indices]
 
 
-@pytest.mark.slow
-def test_mnist_lenet5_one_epoch_under_mock_data(tmp_path):
+def smoke_under_mock_data(tmp_path, config_file, dataset, **overrides):
+  """The ``:smoke`` variant of ``config_file`` trained on ``N_MOCK`` mock examples of ``dataset``."""
   data_dir = str(tmp_path / "tfds")
-  _mock_metadata(data_dir, "mnist")
-  config = _load(os.path.join(ROOT, "experiments", "configs", "mnist_lenet5.py")).get_config("smoke")
+  _mock_metadata(data_dir, dataset)
+  config = _load(os.path.join(ROOT, "experiments", "configs", config_file)).get_config("smoke")
   with config.unlocked():
     config.compilation_cache_dir = ""
     config.data.data_dir = data_dir
-    config.data.train_subset = 64
     config.plots = False
+    for key, value in overrides.items():
+      config.data[key] = value
   with tfds.testing.mock_data(
       num_examples=N_MOCK, data_dir=data_dir, policy=tfds.testing.MockPolicy.USE_FILES,
       as_data_source_fn=lambda builder, split, **_: _MockSource(builder.info.features)):
@@ -133,6 +134,12 @@ def test_mnist_lenet5_one_epoch_under_mock_data(tmp_path):
   assert summary["steps"] == summary["steps_per_epoch"] == 2  # 64 examples / batch 32
   assert summary["test_count"] == N_MOCK
   assert 0.0 <= summary["test_accuracy"] <= 1.0
+  return summary
+
+
+@pytest.mark.slow
+def test_mnist_lenet5_one_epoch_under_mock_data(tmp_path):
+  smoke_under_mock_data(tmp_path, "mnist_lenet5.py", "mnist", train_subset=64)
 
 
 def _script(*args, timeout=120):

@@ -2,12 +2,8 @@
 
 import os
 
-import jax
 import pytest
-import tensorflow_datasets as tfds
-from test_train_script import N_MOCK, ROOT, _load, _mock_metadata, _MockSource
-
-from cnnjax.train import train_and_evaluate
+from test_train_script import ROOT, _load, smoke_under_mock_data
 
 
 def test_wrn_config_recipe():
@@ -19,18 +15,4 @@ def test_wrn_config_recipe():
 
 @pytest.mark.slow
 def test_wrn_smoke_one_epoch_under_mock_data(tmp_path):
-  data_dir = str(tmp_path / "tfds")
-  _mock_metadata(data_dir, "cifar10")
-  path = os.path.join(ROOT, "experiments", "configs", "cifar10_wrn28_10.py")
-  config = _load(path).get_config("smoke")
-  with config.unlocked():
-    config.compilation_cache_dir = ""
-    config.data.data_dir = data_dir
-    config.plots = False
-  with tfds.testing.mock_data(
-      num_examples=N_MOCK, data_dir=data_dir, policy=tfds.testing.MockPolicy.USE_FILES,
-      as_data_source_fn=lambda builder, split, **_: _MockSource(builder.info.features)):
-    summary = train_and_evaluate(config, str(tmp_path / "run"), devices=jax.local_devices()[:2])
-  assert summary["steps"] == summary["steps_per_epoch"] == 2  # 64 examples / batch 32
-  assert summary["test_count"] == N_MOCK
-  assert 0.0 <= summary["test_accuracy"] <= 1.0
+  smoke_under_mock_data(tmp_path, "cifar10_wrn28_10.py", "cifar10")

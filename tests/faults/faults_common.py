@@ -16,7 +16,7 @@ import sys
 import time
 
 import numpy as np
-from testlib import tiny_config  # noqa: F401  (re-exported for the fault tests)
+from testlib import last_logged_step, send_and_wait, tiny_config  # noqa: F401  (re-exported for the fault tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -68,14 +68,6 @@ def start(args: list[str], *, script: str = TRAIN, devices: int = 2) -> subproce
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
-def last_logged_step(workdir: str) -> int:
-  """The newest train step in ``metrics.jsonl`` (0 if none; a partial last line is ignored)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return 0
-  with open(path) as f:
-    steps = [json.loads(line)["step"] for line in f if line.endswith("\n")]
-  return max(steps, default=0)
 
 
 def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = TIMEOUT) -> None:
@@ -92,14 +84,7 @@ def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = T
 
 def stop(process: subprocess.Popen, signum: int, timeout: float = TIMEOUT) -> tuple[int, str, str]:
   """Sends ``signum`` and waits; returns ``(status, stdout, stderr)``."""
-  try:
-    process.send_signal(signum)
-    out, err = process.communicate(timeout=timeout)
-  finally:
-    if process.poll() is None:
-      process.kill()
-      process.wait()
-  return process.returncode, out, err
+  return send_and_wait(process, signum, timeout)
 
 
 def complete_steps(workdir: str) -> list[int]:

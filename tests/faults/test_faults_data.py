@@ -8,7 +8,6 @@ here training runs on the directory the killed preparation left behind.
 import os
 import subprocess
 import sys
-import textwrap
 
 import jax
 import numpy as np
@@ -18,19 +17,9 @@ from faults_common import env, tiny_config
 from cnnjax import data
 from cnnjax.data import loader as loader_lib
 from cnnjax.train import train_and_evaluate
+from testlib import killed_preparation_script
 
-_KILLED_PREPARE = textwrap.dedent("""
-    import os, signal, sys
-    from cnnjax.data import digits
-    original = digits.Digits._generate_examples
-    def dying(self, *args):
-      for i, example in enumerate(original(self, *args)):
-        if i == 300:
-          os.kill(os.getpid(), signal.SIGKILL)
-        yield example
-    digits.Digits._generate_examples = dying
-    digits.prepare_digits(sys.argv[1])
-""")
+_KILLED_PREPARE = killed_preparation_script(after=300)
 
 
 @pytest.mark.slow

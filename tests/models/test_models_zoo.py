@@ -19,19 +19,12 @@ from cnnjax import models
 from cnnjax.train.parallel import Parallel
 from cnnjax.train.state import TrainState
 from cnnjax.train.steps import AXIS, train_step
+from testlib import SMALL_ZOO
 
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 #: Each family at reduced size: (registered name, fields).
-SMALL = {
-    "convnext_tiny": {"depths": (1, 1), "dims": (8, 16)},
-    "resnext50_32x4d": {"stage_sizes": (1, 1), "num_filters": 16},
-    "wide_resnet50_2": {"stage_sizes": (1, 1), "num_filters": 4},
-    "efficientnet_b0": {"stages": ((1, 3, 1, 16, 8, 1), (6, 5, 2, 8, 16, 2))},
-    "densenet121": {"block_config": (2, 2), "growth_rate": 8, "num_init_features": 16,
-                    "bn_size": 2},
-    "wrn28_10": {"depth": 10, "widen_factor": 1, "dropout_rate": 0.3},
-}
+SMALL = SMALL_ZOO
 
 
 def _count(name, shape, **fields):

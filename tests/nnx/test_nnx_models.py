@@ -11,6 +11,7 @@ from flax import nnx
 import cnnjax.nnx as cnnx
 from cnnjax import blocks, layers, models, testing
 from nnx_common import assert_same, compiled, nnx_and_linen, random
+from testlib import SMALL_ZOO
 
 KEY = jax.random.key(0)
 
@@ -21,13 +22,7 @@ SMALL = {
     "textcnn": {"features": 4, "embed_dim": 4},
     **{n: {"num_filters": 4} for n in models.names() if n.startswith("resnet")},
     # The newer families at the reduced depth and width their own tests use.
-    "convnext_tiny": {"depths": (1, 1), "dims": (8, 16)},
-    "resnext50_32x4d": {"stage_sizes": (1, 1), "num_filters": 16},
-    "wide_resnet50_2": {"stage_sizes": (1, 1), "num_filters": 4},
-    "efficientnet_b0": {"stages": ((1, 3, 1, 16, 8, 1), (6, 5, 2, 8, 16, 2))},
-    "densenet121": {"block_config": (2, 2), "growth_rate": 8, "num_init_features": 16,
-                    "bn_size": 2},
-    "wrn28_10": {"depth": 10, "widen_factor": 1, "dropout_rate": 0.3},
+    **SMALL_ZOO,
     "unet": {"features": (4, 8)},
 }
 # ImageNet-shaped models at 32x32: the equivalence does not depend on the map size.

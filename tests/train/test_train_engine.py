@@ -8,10 +8,9 @@ import jax
 import pytest
 
 from cnnjax import models
-from cnnjax.train import config as config_lib
 from cnnjax.train import train_and_evaluate
 from cnnjax.train.runs import load_run
-from testlib import ArrayData
+from testlib import ArrayData, tiny_config
 
 
 class OutsideNet(nn.Module):
@@ -27,21 +26,12 @@ class OutsideNet(nn.Module):
 
 
 def _config():
-  c = config_lib.base_config()
-  c.model.name = "outside_net"  # A label only: the module is passed as an object.
-  c.data.name = "arrays"
-  c.data.eval_split = c.data.test_split = "test"
-  c.batch_size = 16
-  c.eval_batch_size = 32
-  c.num_train_steps = 6
-  c.optimizer.learning_rate = 0.05
-  c.schedule.name = "constant"
-  c.log_every_steps = 2
-  c.progress_bar = False
-  c.plots = False
-  c.async_checkpointing = False
-  c.compilation_cache_dir = ""
-  return config_lib.lock(c)
+  # The module and the data set are passed as objects: their names are labels.
+  return tiny_config(**{
+      "model.name": "outside_net", "model.kwargs": {}, "data.name": "arrays",
+      "data.train_subset": None, "batch_size": 16, "eval_batch_size": 32,
+      "num_train_steps": 6, "checkpoint_every_steps": 0, "eval_every_epochs": 1,
+      "async_checkpointing": False})
 
 
 def _digest(workdir):
@@ -158,7 +148,6 @@ def test_a_finished_run_of_another_model_is_a_mismatch_not_finished(outside_run)
 def test_a_run_resolves_its_data_set_once(monkeypatch):
   from cnnjax.data import sources
   from cnnjax.train import setup
-  from testlib import tiny_config
   calls = []
   resolve = sources._builder
   monkeypatch.setattr(sources, "_builder", lambda *a, **k: calls.append(a) or resolve(*a, **k))

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from testlib import last_logged_step, send_and_wait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 60
@@ -55,33 +56,23 @@ def _run(workdir, cache_dir, *extra):
     return json.load(f)
 
 
-def _last_logged_step(workdir):
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return 0
-  with open(path) as f:
-    steps = [json.loads(line)["step"] for line in f if line.endswith("\n")]
-  return max(steps, default=0)
-
-
 def _interrupt(workdir, cache_dir, sig, after_step, *extra):
   """Starts a run, sends ``sig`` once it has logged ``after_step``; returns the exit status."""
   process = subprocess.Popen(_command(workdir, cache_dir, *extra), env=_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + TIMEOUT
   try:
-    while _last_logged_step(workdir) < after_step:
+    while last_logged_step(workdir) < after_step:
       if process.poll() is not None or time.time() > deadline:
         raise AssertionError(f"run ended or hung before step {after_step}: "
                              f"{process.stderr.read()[-3000:]}")
       time.sleep(0.02)
-    process.send_signal(sig)
-    _, stderr = process.communicate(timeout=TIMEOUT)
-  finally:
-    if process.poll() is None:
-      process.kill()
-      process.wait()
-  return process.returncode, stderr
+  except BaseException:
+    process.kill()
+    process.wait()
+    raise
+  status, _, stderr = send_and_wait(process, sig, TIMEOUT)
+  return status, stderr
 
 
 def _final_params(workdir):
