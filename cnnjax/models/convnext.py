@@ -12,26 +12,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.convnext import ConvNeXtBlock
-from cnnjax.models.base import check_image_input, classifier_head, conv_def
+from cnnjax.models.base import ImageClassifier, check_image_input, classifier_head, conv_def
 from cnnjax.models.registry import register
 
 Array = jax.Array
-Dtype = Any
 
 #: Weights from a normal of std 0.02 truncated at two std (torchvision's bound is +-2 absolute).
 trunc_normal_002 = nn.initializers.truncated_normal(0.02)
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(ImageClassifier):
   """ConvNeXt: patchify stem, four stages of ``ConvNeXtBlock``, global pool, LayerNorm, head.
 
   ``(N, H, W, C) -> (N, num_classes)``, total stride 32.
@@ -52,19 +49,15 @@ class ConvNeXt(nn.Module):
       reductions become stride-1 ``'SAME'`` convolutions followed by a
       ``BlurPool`` or a ``PolyphaseDownsample``.
     input_channels: expected channels, or None to accept any.
+    axis_name: unused (LayerNorm has no statistics across the batch).
     dtype, param_dtype: computation and parameter dtypes (the LayerNorms
       compute their statistics in float32).
   """
 
   depths: Sequence[int] = (3, 3, 9, 3)
   dims: Sequence[int] = (96, 192, 384, 768)
-  num_classes: int = 1000
   drop_path_rate: float = 0.1
   layer_scale_init: float | None = 1e-6
-  downsample: str = "stride"
-  input_channels: int | None = None
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:

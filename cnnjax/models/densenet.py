@@ -9,11 +9,9 @@ transitions halving the channels, a final BatchNorm-ReLU, pooling, head.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
@@ -29,7 +27,6 @@ from cnnjax.models.base import (
 from cnnjax.models.registry import register
 
 Array = jax.Array
-Dtype = Any
 
 #: torchvision's DenseNet initialisation: Kaiming normal, fan-in.
 he_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")

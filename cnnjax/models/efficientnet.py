@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from cnnjax import layers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
@@ -33,7 +31,6 @@ from cnnjax.models.mobilenet import make_divisible
 from cnnjax.models.registry import register
 
 Array = jax.Array
-Dtype = Any
 
 #: Table 1 of the paper: (expand ratio, kernel, first stride, channels in, channels out, repeats).
 EFFICIENTNET_B0_CONFIG = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2),

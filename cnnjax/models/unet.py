@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -45,7 +44,6 @@ from cnnjax.models.registry import register
 from cnnjax.ops.arithmetic import PaddingLike
 
 Array = jax.Array
-Dtype = Any
 
 DOWNSAMPLE = ("stride", "blur", "aps")
 UPSAMPLE = ("transpose", "resize")

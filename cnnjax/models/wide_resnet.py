@@ -10,11 +10,9 @@ each block's convolutions. 32x32 inputs, total stride 4.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from cnnjax import layers
 from cnnjax.blocks.common import conv_padding, downsample_def
@@ -32,7 +30,6 @@ from cnnjax.models.registry import register
 from cnnjax.ops.arithmetic import PaddingLike
 
 Array = jax.Array
-Dtype = Any
 
 
 class WideResNet(ImageClassifier):
