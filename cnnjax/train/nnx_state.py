@@ -6,12 +6,12 @@ The engine's steps (``cnnjax.train.steps``) ask the state for two things —
 ``jit``), the same checkpoints and the same run directory serve linen and NNX
 models. ``NNXTrainState`` answers them the NNX way:
 
-* it is a pytree of ``nnx.State``s (``nnx.split`` of the model into
+* it is a pytree of ``nnx.State`` objects (``nnx.split`` of the model into
   ``nnx.Param``, ``nnx.BatchStat`` and the rest, and of an
-  ``nnx.Optimizer``), the two ``GraphDef``s being static fields, so it passes
+  ``nnx.Optimizer``), the two graph definitions being static fields, so it passes
   through ``jax.pmap``/``shard_map``/``jit`` whole and is donated between steps;
 * ``train_on`` merges the model and the optimizer, differentiates the loss
-  with ``nnx.value_and_grad`` (the ``nnx.Param``s), averages the gradients and
+  with ``nnx.value_and_grad`` (the ``nnx.Param`` variables), averages the gradients and
   the running statistics over the device axis, calls
   ``nnx.Optimizer.update`` and splits the result again;
 * its checkpoint holds ``nnx.to_pure_dict`` of each part: ``params``
@@ -75,12 +75,12 @@ def _key_data(tree: PyTree) -> PyTree:
 
 
 class NNXTrainState(struct.PyTreeNode):
-  """The state of an NNX model's training: the ``TrainState`` interface over ``nnx.State``s.
+  """The state of an NNX model's training: the ``TrainState`` interface over ``nnx.State`` objects.
 
   Attributes:
     step: int32 scalar, the number of updates applied.
-    params: ``nnx.State`` of the model's ``nnx.Param``s.
-    batch_stats: ``nnx.State`` of its ``nnx.BatchStat``s (running statistics).
+    params: ``nnx.State`` of the model's ``nnx.Param`` variables.
+    batch_stats: ``nnx.State`` of its ``nnx.BatchStat`` variables (running statistics).
     other: ``nnx.State`` of every other variable (``nnx.Rngs`` counters; keys
       held as ``uint32`` key data, see ``key_impls``).
     opt_state: ``nnx.State`` of the ``nnx.Optimizer`` (its optax state and count).
