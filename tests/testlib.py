@@ -7,6 +7,7 @@ put ``tests/`` on the path themselves).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -239,3 +240,14 @@ def send_and_wait(process: Any, signum: int, timeout: float) -> tuple[int, str, 
       process.kill()
       process.wait()
   return process.returncode, out, err
+
+
+def digest(workdir: str) -> dict[str, str]:
+  """SHA-256 of every file under ``workdir`` (relative path -> digest)."""
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
+  return out

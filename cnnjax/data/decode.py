@@ -28,6 +28,16 @@ import numpy as np
 DENSE_FEATURES = ("segmentation",)
 
 
+def _resize(image: np.ndarray, width: int, height: int, nearest: bool = False) -> np.ndarray:
+  """``(H, W, C) uint8`` resized to ``(height, width, C)`` with Pillow (bilinear, antialiased; or nearest)."""
+  from PIL import Image
+
+  channels = image.shape[-1]
+  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+  out = np.asarray(pil.resize((width, height), Image.NEAREST if nearest else Image.BILINEAR))
+  return out.reshape(height, width, channels)
+
+
 def resize_and_center_crop(image: np.ndarray, size: int, crop_fraction: float = 0.875,
                            nearest: bool = False) -> np.ndarray:
   """Resizes the shorter side to ``round(size / crop_fraction)``, then crops the centre.
@@ -41,18 +51,14 @@ def resize_and_center_crop(image: np.ndarray, size: int, crop_fraction: float = 
   Returns:
     ``(size, size, C) uint8`` (bilinear, antialiased by Pillow).
   """
-  from PIL import Image
-
   image = np.asarray(image)
   height, width, channels = image.shape
   shorter = max(size, round(size / crop_fraction))
   scale = shorter / min(height, width)
   new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
-  pil = Image.fromarray(image[..., 0] if channels == 1 else image)
-  resized = np.asarray(pil.resize((new_w, new_h), Image.NEAREST if nearest else Image.BILINEAR))
+  resized = _resize(image, new_w, new_h, nearest)
   top, left = (new_h - size) // 2, (new_w - size) // 2
-  out = resized[top:top + size, left:left + size]
-  return out.reshape(size, size, channels)
+  return resized[top:top + size, left:left + size]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,18 +71,18 @@ class CenterCrops:
   def __len__(self) -> int:
     return len(self.source)
 
-  def _resize(self, example: dict) -> dict:
+  def _crop(self, example: dict) -> dict:
     out = dict(example, image=resize_and_center_crop(example["image"], self.size))
-    if "segmentation" in example:
-      # The class map follows the image's geometry, without mixing classes.
-      out["segmentation"] = resize_and_center_crop(example["segmentation"], self.size, nearest=True)
+    for key in DENSE_FEATURES:
+      if key in example:
+        out[key] = resize_and_center_crop(example[key], self.size, nearest=True)
     return out
 
   def __getitem__(self, index: int) -> dict:
-    return self._resize(self.source[index])
+    return self._crop(self.source[index])
 
   def __getitems__(self, indices: Sequence[int]) -> list[dict]:
-    return [self._resize(e) for e in self.source.__getitems__(indices)]
+    return [self._crop(e) for e in self.source.__getitems__(indices)]
 
 
 def read_examples(
@@ -118,15 +124,8 @@ def read_arrays(source: Any, indices: Sequence[int], chunk: int = 1024) -> tuple
   Returns:
     ``(images (N, H, W, C) uint8, labels (N,) int32)``.
   """
-  indices = [int(i) for i in indices]
-  images, labels = [], []
-  for start in range(0, len(indices), chunk):
-    examples = source.__getitems__(indices[start:start + chunk])
-    images.extend(np.asarray(e["image"]) for e in examples)
-    labels.extend(int(e.get("label", 0)) for e in examples)
-  if not images:
-    return np.zeros((0,), np.uint8), np.zeros((0,), np.int32)
-  return np.stack(images).astype(np.uint8, copy=False), np.asarray(labels, np.int32)
+  images, labels, _ = read_examples(source, indices, (), chunk)
+  return images, labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,17 +184,11 @@ def random_resized_crop_box(rng: np.random.Generator, height: int, width: int,
 def _crop_resize(image: np.ndarray, box: tuple[int, int, int, int], size: int,
                  nearest: bool = False) -> np.ndarray:
   """``image[box]`` resized to ``(size, size, C)`` (bilinear; nearest for class maps)."""
-  from PIL import Image
-
   image = np.asarray(image)
   if image.ndim == 2:
     image = image[..., None]
   top, left, h, w = box
-  crop = image[top:top + h, left:left + w]
-  channels = crop.shape[-1]
-  pil = Image.fromarray(crop[..., 0] if channels == 1 else crop)
-  out = np.asarray(pil.resize((size, size), Image.NEAREST if nearest else Image.BILINEAR))
-  return out.reshape(size, size, channels)
+  return _resize(image[top:top + h, left:left + w], size, size, nearest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +224,13 @@ class RandomResizedCrops:
     """This source, drawing the crops of ``epoch``."""
     return dataclasses.replace(self, epoch=int(epoch))
 
+  def decoded(self, count: int) -> RandomResizedCrops:
+    """This source over its first ``count`` examples decoded once and kept in memory.
+
+    The decoded images keep their own sizes; every read crops them anew.
+    """
+    return dataclasses.replace(self, source=InMemory(self.source.__getitems__(range(count))))
+
   def crop(self, example: dict, index: int) -> dict:
     """``example`` (at ``index``) with its image (and class map) cropped and resized."""
     image = np.asarray(example["image"])
@@ -247,3 +247,19 @@ class RandomResizedCrops:
 
   def __getitems__(self, indices: Sequence[int]) -> list[dict]:
     return [self.crop(e, i) for e, i in zip(self.source.__getitems__(indices), indices)]
+
+
+@dataclasses.dataclass(frozen=True)
+class InMemory:
+  """Decoded examples (a list of dicts) as a source."""
+
+  examples: list
+
+  def __len__(self) -> int:
+    return len(self.examples)
+
+  def __getitem__(self, index: int) -> dict:
+    return self.examples[index]
+
+  def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+    return [self.examples[i] for i in indices]

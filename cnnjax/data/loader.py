@@ -149,19 +149,6 @@ class _ReadBatch:
     return normalize_batch(images, labels, mask, self.mean, self.std)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Examples:
-  """Decoded examples as a source (for ``decode.read_examples``)."""
-
-  examples: list
-
-  def __len__(self) -> int:
-    return len(self.examples)
-
-  def __getitems__(self, indices) -> list[dict]:
-    return [self.examples[i] for i in indices]
-
-
 class Loader:
   """Iterable of batches with a checkpointable position; build it with ``make_loader``.
 
@@ -217,8 +204,8 @@ class Loader:
     if pipeline == "grain":
       self._dataset = self._grain_dataset()
     elif self._crops:
-      # Crops change every epoch: keep the decoded images (of any size) and crop per batch.
-      self._examples = source.source.__getitems__(list(range(num_examples)))
+      # Crops change every epoch: decode once (images of any size), crop per batch.
+      self._source = source.decoded(num_examples)
     else:
       self._read_into_memory(source, num_examples)
 
@@ -250,11 +237,8 @@ class Loader:
     if self._order_cache is None or self._order_cache[0] != epoch:
       self._order_cache = (epoch, self.plan.order(epoch))
     indices, mask = self.plan(step, self._order_cache[1])
-    if self._crops:
-      crops = _for_epoch(self._source, epoch)
-      examples = _Examples([crops.crop(self._examples[i], i) for i in indices])
-      images, labels, extras = decode.read_examples(examples, range(len(indices)), self._extra)
-      return normalize_batch(images, labels, mask, self._mean, self._std, extras)
+    if self._crops:  # The Grain path's read of one batch, from the decoded images.
+      return _ReadBatch(self._source, self._mean, self._std, self._extra)((indices, mask, epoch))
     extras = {k: v[indices] for k, v in self._extras.items()}
     return normalize_batch(self._images[indices], self._labels[indices], mask, self._mean,
                            self._std, extras)

@@ -352,7 +352,6 @@ class Dataset:
            else _tfds_info(name, self._builder))
     self._raw_info = raw
     self.info = raw.resized(self.image_size) if self.image_size else raw
-    self._stats: tuple[np.ndarray, np.ndarray] | None = None
 
   def __repr__(self) -> str:
     return f"Dataset({self.name!r}, image_size={self.image_size}, splits={self.info.splits})"
@@ -405,17 +404,15 @@ class Dataset:
     Returns:
       ``(mean, std)``, each ``(C,) float32``; a zero std is replaced by 1.
     """
-    if self._stats is None:
-      data_dir = os.path.abspath(os.path.expanduser(self.data_dir)) if self.data_dir else None
-      key = (self.name, data_dir, self.image_size)
+    data_dir = os.path.abspath(os.path.expanduser(self.data_dir)) if self.data_dir else None
+    key = (self.name, data_dir, self.image_size)
+    with _LOCK:
+      stats = _STATS.get(key)
+    if stats is None:
+      stats = _channel_stats(self)
       with _LOCK:
-        stats = _STATS.get(key)
-      if stats is None:
-        stats = _channel_stats(self)
-        with _LOCK:
-          _STATS[key] = stats
-      self._stats = stats
-    return self._stats
+        _STATS[key] = stats
+    return stats
 
 
 def _check_split(info: DatasetInfo, split: str) -> None:

@@ -182,10 +182,6 @@ class NNXTrainState(struct.PyTreeNode):
     return self.replace(step=items["step"], rng=items["rng"], **parts)
 
 
-def _optimizer(model: nnx.Module, tx: optax.GradientTransformation) -> nnx.Optimizer:
-  return nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-
 def create_nnx_train_state(model: nnx.Module, tx: optax.GradientTransformation, *,
                            seed: int) -> NNXTrainState:
   """The state of training ``model`` (its current weights) with ``tx`` from step 0.
@@ -194,7 +190,7 @@ def create_nnx_train_state(model: nnx.Module, tx: optax.GradientTransformation, 
   ``create_train_state``); the weights are the model's own.
   """
   rng = jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))
-  return NNXTrainState.capture(model, _optimizer(model, tx), step=0, rng=rng)
+  return NNXTrainState.capture(model, nnx.Optimizer(model, tx, wrt=nnx.Param), step=0, rng=rng)
 
 
 def create_nnx_train_state_from_linen(

@@ -76,6 +76,7 @@ class NamedData:
     self.dataset = data_lib.Dataset(
         self.name, data_dir=config.data.data_dir, image_size=config.data.image_size or None,
         crop_scale=tuple(config.data.get("crop_scale", (0.08, 1.0))))
+    # A ValueError here for a variable-size data set without data.image_size.
     info = self.dataset.info.resized(config.data.image_size or None)
     self.info = info
     self.num_classes = info.num_classes
@@ -245,8 +246,8 @@ class Experiment:
     return finalize(self.task, metrics)
 
   def _create_state(self) -> Any:
-    return create_state(self.model, self.tx, api=self.config.get("api", "linen"), seed=self.config.seed,
-                        input_shape=(1, *self.data.image_shape))
+    return create_state(self.model, self.tx, api=self.config.get("api", "linen"),
+                        seed=self.config.seed, input_shape=(1, *self.data.image_shape))
 
   def init_state(self) -> Any:
     """The step-0 state on the host (numpy), from ``config.seed``: a ``TrainState``, or an

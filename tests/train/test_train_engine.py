@@ -1,6 +1,5 @@
 """The engine takes objects: a model outside the registry, a data set object; finished runs stay as they are."""
 
-import hashlib
 import os
 
 import flax.linen as nn
@@ -10,7 +9,7 @@ import pytest
 from cnnjax import models
 from cnnjax.train import train_and_evaluate
 from cnnjax.train.runs import load_run
-from testlib import ArrayData, tiny_config
+from testlib import ArrayData, digest, tiny_config
 
 
 class OutsideNet(nn.Module):
@@ -34,17 +33,6 @@ def _config():
       "async_checkpointing": False})
 
 
-def _digest(workdir):
-  """SHA-256 of every file under ``workdir`` (relative path -> digest)."""
-  out = {}
-  for root, _, files in os.walk(workdir):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
-  return out
-
-
 @pytest.fixture(scope="module")
 def outside_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("outside") / "run")
@@ -66,7 +54,7 @@ def test_a_model_outside_the_registry_trains_on_a_data_set_object(outside_run):
 
 def test_rerunning_a_finished_run_changes_nothing_on_disk(outside_run, capsys):
   workdir, summary = outside_run
-  before = _digest(workdir)
+  before = digest(workdir)
   assert {"summary.json", "metrics.jsonl", "config.json"} <= set(before)
   assert any(p.startswith("checkpoints") for p in before)
   capsys.readouterr()
@@ -76,7 +64,7 @@ def test_rerunning_a_finished_run_changes_nothing_on_disk(outside_run, capsys):
   assert (f"run already finished at step 6 — summary.json: test accuracy "
           f"{summary['test_accuracy']:.4f}; use --fresh to start over") in out
   assert again == summary
-  assert _digest(workdir) == before  # byte for byte: summary, metrics, checkpoints, config
+  assert digest(workdir) == before  # byte for byte: summary, metrics, checkpoints, config
 
 
 def test_fresh_moves_the_finished_run_aside(outside_run, tmp_path):
@@ -85,13 +73,13 @@ def test_fresh_moves_the_finished_run_aside(outside_run, tmp_path):
   workdir, _ = outside_run
   copy = str(tmp_path / "run")
   shutil.copytree(workdir, copy)
-  before = _digest(copy)
+  before = digest(copy)
   assert runs.finished_summary(copy, total_steps=6) is not None
   assert runs.finished_summary(copy, total_steps=7) is None  # asked to train longer: resumes
   assert runs.prepare_workdir(copy, fresh=True) == copy
   assert os.listdir(copy) == []  # train_and_evaluate(fresh=True) starts from step 0 here
   aside = [d for d in os.listdir(tmp_path) if d.startswith("run.old-")]
-  assert len(aside) == 1 and _digest(str(tmp_path / aside[0])) == before
+  assert len(aside) == 1 and digest(str(tmp_path / aside[0])) == before
 
 
 def test_a_model_that_is_not_a_module_is_a_type_error(tmp_path):
@@ -131,7 +119,7 @@ def test_inspect_and_train_do_not_import_each_other():
 def test_a_finished_run_of_another_model_is_a_mismatch_not_finished(outside_run):
   from cnnjax.train import CheckpointMismatchError  # noqa: PLC0415
   workdir, _ = outside_run
-  before = _digest(workdir)
+  before = digest(workdir)
 
   class WiderNet(OutsideNet):
     @nn.compact
@@ -142,7 +130,7 @@ def test_a_finished_run_of_another_model_is_a_mismatch_not_finished(outside_run)
   with pytest.raises(CheckpointMismatchError, match="does not fit the model"):
     train_and_evaluate(_config(), workdir, model=WiderNet(), data=ArrayData(),
                        devices=jax.local_devices()[:2])
-  assert _digest(workdir) == before
+  assert digest(workdir) == before
 
 
 def test_a_run_resolves_its_data_set_once(monkeypatch):

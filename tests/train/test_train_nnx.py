@@ -26,7 +26,7 @@ from cnnjax.train.nnx_state import (
 from cnnjax.train.runs import load_run, read_config, restore_checkpoint
 from cnnjax.train.setup import compile_steps
 from cnnjax.train.state import create_train_state
-from testlib import EPS32, ArrayData, assert_trees_close, tiny_config
+from testlib import EPS32, ArrayData, assert_trees_close, digest, tiny_config
 
 # One step runs the same operations on both sides (the NNX model calls the
 # linen module); XLA may fuse the two programs differently, so each value may
@@ -130,23 +130,16 @@ def test_an_nnx_run_resumes_from_its_checkpoint(nnx_run, tmp_path):
 
 
 def test_resuming_an_nnx_run_as_linen_says_so_and_changes_nothing(nnx_run, tmp_path):
-  import hashlib
   import shutil
 
   from cnnjax.train import CheckpointMismatchError
   copy = str(tmp_path / "run")
   shutil.copytree(nnx_run[0], copy)
-
-  def digest():
-    return {os.path.relpath(os.path.join(root, name), copy):
-            hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
-            for root, _, files in os.walk(copy) for name in files}
-
-  before = digest()
+  before = digest(copy)
   with pytest.raises(CheckpointMismatchError, match=r"trained with config api='nnx', this config "
                                                     r"has api='linen'.*--config.api=nnx"):
     train_and_evaluate(tiny_config(num_train_steps=12), copy, devices=jax.local_devices()[:2])
-  assert digest() == before
+  assert digest(copy) == before
 
 
 class UserNet(nnx.Module):
