@@ -21,6 +21,7 @@ this sweep is the evidence for that rule. Run on an idle machine::
 
   python benchmarks/conv_ops.py                  # ~2 s per contender and shape
   python benchmarks/conv_ops.py --only lenet     # shapes whose name contains 'lenet'
+  python benchmarks/conv_ops.py --parts          # + auto's forward / input / kernel gradient
   python benchmarks/conv_ops.py --smoke
 """
 
@@ -199,6 +200,40 @@ def torch_contender(s: Shape, x_np, w_np, g_np) -> _common.Contender:
   return c
 
 
+def part_contenders(s: Shape, how: str, x_np, w_np, g_np) -> list[_common.Contender]:
+  """``ops.conv`` with one lowering, split: forward, input gradient, kernel gradient.
+
+  Each part is its own ``jax.jit`` program (a VJP with the output cotangent),
+  so the parts overlap (each gradient recomputes what it needs of the
+  forward pass) and add up to more than the whole step.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  from cnnjax import ops
+
+  x, w, g = jnp.asarray(x_np), jnp.asarray(w_np), jnp.asarray(g_np)
+  kwargs = jax_arguments(s)
+
+  def forward(x, w):
+    return ops.conv(x, w, lowering=how, **kwargs)
+
+  parts = {"forward": forward,
+           "input_grad": lambda x, w: jax.vjp(lambda x: forward(x, w), x)[1](g),
+           "kernel_grad": lambda x, w: jax.vjp(lambda w: forward(x, w), w)[1](g)}
+  out = []
+  for name, fn in parts.items():
+    compiled = jax.jit(fn)
+
+    def run(n: int, compiled=compiled):
+      for _ in range(n):
+        r = compiled(x, w)
+      jax.block_until_ready(r)
+
+    out.append(_common.Contender(name, run, 1, setup=functools.partial(run, 1)))
+  return out
+
+
 def operands(s: Shape, seed: int = 0):
   """Input, HWIO kernel of the equivalent direct convolution, and output cotangent."""
   import jax
@@ -236,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", default="benchmarks/results/conv_ops.json")
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, gradients cross-checked")
   parser.add_argument("--allow-xla-flags", action="store_true")
+  parser.add_argument("--parts", action="store_true",
+                      help="also time the auto lowering's forward, input gradient and kernel "
+                           "gradient, each compiled alone")
   args = parser.parse_args(argv)
   if not args.allow_xla_flags:
     _common.check_single_device_xla_flags()
@@ -253,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
   record: dict[str, Any] = {"benchmark": "conv_ops", "environment": _common.environment(),
                             "seconds": args.seconds, "rounds": args.rounds, "results": []}
-  rows, failures = [], []
+  rows, failures, part_rows = [], [], []
   for s in shapes:
     print(f"{s.name}:", flush=True)
     x, w, g = operands(s)
@@ -283,6 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     choice = auto_choice(s)
     entry = {"shape": dataclasses.asdict(s), "auto": choice, "contenders": summaries,
              "ms": ms, "auto_ms": ms.get(choice, math.nan)}
+    if args.parts:
+      split = part_contenders(s, choice, x, w, g)
+      _common.interleave(split, args.seconds, args.rounds)
+      entry["parts_ms"] = {c.name: 1e3 / c.summary()["median"] if "median" in c.summary()
+                           else math.nan for c in split}
+      part_rows.append([s.name, choice, *(f"{entry['parts_ms'][c.name]:.2f}" for c in split),
+                        f"{ms.get(choice, math.nan):.2f}"])
     record["results"].append(entry)
     fast = min(ms.values())
     loser = "" if "torch" not in ms or ms.get(choice, math.nan) <= 1.05 * ms["torch"] else "torch"
@@ -298,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
   print(_common.markdown_table(
       ["shape (NHWC)", *(f"{k} ms" for k in CONTENDERS), "auto picks",
        "auto / fastest", "torch / auto", "slower than", "fastest JAX"], rows))
+  if part_rows:
+    print("\nParts of the auto lowering, each compiled alone (they overlap: the sum exceeds the step):\n")
+    print(_common.markdown_table(
+        ["shape (NHWC)", "auto", "forward ms", "input grad ms", "kernel grad ms", "whole step ms"],
+        part_rows))
   print(f"\nwritten {args.out}; load average {os.getloadavg()}")
   for f in failures:
     print("FAILED:", f)

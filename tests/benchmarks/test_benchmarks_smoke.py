@@ -38,15 +38,18 @@ def test_train_step_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_conv_ops_smoke(tmp_path):
-  record, _ = _run("conv_ops", tmp_path)
+  record, stdout = _run("conv_ops", tmp_path, "--parts")
   # The script cross-checks every contender's gradients and fails on a mismatch.
   assert record["failures"] == []
+  assert "Parts of the auto lowering" in stdout
   names = [r["shape"]["name"] for r in record["results"]]
   assert names == ["smoke conv", "smoke depthwise", "smoke grouped", "smoke transposed"]
   for r in record["results"]:
     assert r["auto"] in ("lax", "matmul", "taps", "per_group", "subpixel")
     assert r["auto"] in r["ms"]
     assert {"lax", "matmul", "flax"} <= set(r["ms"])
+    assert set(r["parts_ms"]) == {"forward", "input_grad", "kernel_grad"}
+    assert all(v > 0 for v in r["parts_ms"].values())
 
 
 @pytest.mark.slow
