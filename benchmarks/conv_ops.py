@@ -234,6 +234,11 @@ def part_contenders(s: Shape, how: str, x_np, w_np, g_np) -> list[_common.Conten
   return out
 
 
+def _ms(summary: dict[str, Any]) -> float:
+  """Milliseconds per step from a contender's summary (one item per step), NaN if untimed."""
+  return 1e3 / summary["median"] if "median" in summary else math.nan
+
+
 def operands(s: Shape, seed: int = 0):
   """Input, HWIO kernel of the equivalent direct convolution, and output cotangent."""
   import jax
@@ -314,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"{s.name}/{c.name}: gradients differ by {err:.2e}")
       sm = c.summary()
       if "median" in sm:
-        sm["ms"] = 1e3 / sm["median"]  # One item per step: median steps/s -> ms.
+        sm["ms"] = _ms(sm)
       summaries[c.name] = sm
     ms = {k: v.get("ms", math.nan) for k, v in summaries.items()}
     jax_best = min((ms[k], k) for k in CONTENDERS if k in ms and k != "torch")
@@ -324,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parts:
       split = part_contenders(s, choice, x, w, g)
       _common.interleave(split, args.seconds, args.rounds)
-      entry["parts_ms"] = {c.name: 1e3 / c.summary()["median"] if "median" in c.summary()
-                           else math.nan for c in split}
+      entry["parts_ms"] = {c.name: _ms(c.summary()) for c in split}
       part_rows.append([s.name, choice, *(f"{entry['parts_ms'][c.name]:.2f}" for c in split),
                         f"{ms.get(choice, math.nan):.2f}"])
     record["results"].append(entry)
