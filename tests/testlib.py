@@ -66,6 +66,38 @@ def random_variables(layer: Any, x: Any, seed: int = 2, *, scale: float = 1.0,
   return out
 
 
+def init_variables(module: Any, *inputs: Any, seed: int = 0, **kwargs: Any) -> dict:
+  """Variables of the shapes ``module.init(key, *inputs, **kwargs)`` gives, drawn with NumPy.
+
+  Nothing is compiled: ``init`` is only traced (``jax.eval_shape``), which
+  saves the seconds XLA:CPU spends compiling random initialisers. Kernels
+  are ``N(0, 1 / fan_in)`` (``fan_in``: the product of every axis but the
+  last, LeCun's scale, so activations keep their magnitude with depth);
+  embeddings ``N(0, 1)``; BatchNorm scales ``1 + 0.1 N(0, 1)``; running
+  variances ``1 + 0.1 |N(0, 1)|``; every other leaf (biases, running means,
+  layer scales) ``0.1 N(0, 1)``.
+  """
+  shapes = jax.eval_shape(lambda *a: module.init(KEY, *a, **kwargs), *inputs)
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = getattr(path[-1], "key", str(path[-1]))
+    z = rng.standard_normal(leaf.shape)
+    if name == "kernel":
+      z = z / np.sqrt(max(1, int(np.prod(leaf.shape[:-1]))))
+    elif name == "embedding":
+      pass
+    elif name == "scale":
+      z = 1.0 + 0.1 * z
+    elif name == "var":
+      z = 1.0 + 0.1 * np.abs(z)
+    else:
+      z = 0.1 * z
+    return jnp.asarray(z, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
 def sum_tolerance(terms: int, magnitude: float, *, safety: float = 8.0) -> float:
   """An absolute tolerance for float32 results of sums of ``terms`` products.
 
@@ -223,6 +255,29 @@ SMALL_ZOO = {
     "densenet121": {"block_config": (2, 2), "growth_rate": 8, "num_init_features": 16,
                     "bn_size": 2},
     "wrn28_10": {"depth": 10, "widen_factor": 1, "dropout_rate": 0.3},
+}
+
+_INCEPTION_ROW = (8, 4, 8, 2, 4, 4)
+
+#: Every registered model at a reduced depth and width, reached through its own
+#: fields: the same code paths (stems, every block kind, pools, heads, dropout,
+#: BatchNorm) in programs that compile in seconds on CPU. Full sizes are traced
+#: (``jax.eval_shape``) and, where torchvision has the model, compared with it
+#: in the weight-import tests.
+SMALL_MODELS = {
+    "alexnet": {},  # five convolutions at 64x64: small already, and it has no size field.
+    "digits_cnn": {"width": 4},
+    "googlenet": {"stages": ((_INCEPTION_ROW,), (_INCEPTION_ROW, _INCEPTION_ROW))},
+    "googlenet_small": {"stages": ((_INCEPTION_ROW,), (_INCEPTION_ROW, _INCEPTION_ROW))},
+    "lenet5": {},
+    "mobilenet_v2": {"stages": ((1, 8, 1, 1), (6, 8, 2, 2)), "width_multiplier": 0.25},
+    **{n: {"stage_sizes": (1, 1), "num_filters": 4}
+       for n in ("resnet18", "resnet18_cifar", "resnet34", "resnet34_cifar", "resnet50",
+                 "resnet50_cifar")},
+    "textcnn": {"features": 4, "embed_dim": 4},
+    "unet": {"features": (4, 8)},
+    **{n: {"stages": ((8,), (8, 8))} for n in ("vgg11", "vgg11_bn", "vgg16", "vgg16_bn")},
+    **SMALL_ZOO,
 }
 
 

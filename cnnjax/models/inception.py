@@ -10,6 +10,7 @@ convolution for 32x32 images.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -25,25 +26,19 @@ from cnnjax.models.registry import register
 Array = jax.Array
 Dtype = Any
 
-#: GoogLeNet's table 1: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj).
-#: ``None`` marks a 3x3 stride-2 max-pool.
+#: GoogLeNet's table 1 by stage: each row is one inception block's
+#: (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj); blocks 3a-3b,
+#: 4a-4e and 5a-5b, with a 3x3 stride-2 max-pool between stages.
 GOOGLENET_CONFIG = (
-    ("3a", (64, 96, 128, 16, 32, 32)),
-    ("3b", (128, 128, 192, 32, 96, 64)),
-    ("pool3", None),
-    ("4a", (192, 96, 208, 16, 48, 64)),
-    ("4b", (160, 112, 224, 24, 64, 64)),
-    ("4c", (128, 128, 256, 24, 64, 64)),
-    ("4d", (112, 144, 288, 32, 64, 64)),
-    ("4e", (256, 160, 320, 32, 128, 128)),
-    ("pool4", None),
-    ("5a", (256, 160, 320, 32, 128, 128)),
-    ("5b", (384, 192, 384, 48, 128, 128)),
+    ((64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64)),
+    ((192, 96, 208, 16, 48, 64), (160, 112, 224, 24, 64, 64), (128, 128, 256, 24, 64, 64),
+     (112, 144, 288, 32, 64, 64), (256, 160, 320, 32, 128, 128)),
+    ((256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128)),
 )
 
 
 class GoogLeNet(ImageClassifier):
-  """GoogLeNet: stem, nine inception blocks with two max-pools between, global pool, dense head.
+  """GoogLeNet: stem, stages of inception blocks with max-pools between, global pool, dense head.
 
   ``(N, H, W, C) -> (N, num_classes)``. The ImageNet stem (7x7/2 conv,
   3x3/2 max-pool, 1x1 conv, 3x3 conv, 3x3/2 max-pool) has total stride 8
@@ -51,11 +46,16 @@ class GoogLeNet(ImageClassifier):
 
   Submodules: ``stem_conv1``, ``stem_pool1``, ``stem_conv2``,
   ``stem_conv3``, ``stem_pool2`` (or ``stem`` alone for small inputs),
-  ``inception3a`` ... ``inception5b``, ``pool3``, ``pool4``, ``global_pool``,
-  ``dropout``, ``head``; ``pre_logits`` is the 1024-unit pooled feature.
+  ``inception3a`` ... ``inception5b`` (stage ``3 + i``, block letter
+  ``a, b, ...``), ``pool3``, ``pool4`` (after every stage but the last),
+  ``global_pool``, ``dropout``, ``head``; ``pre_logits`` is the pooled
+  feature (1024 units in the paper's configuration).
 
   Attributes:
     num_classes: output logits.
+    stages: the inception blocks' rows, stage by stage
+      (``GOOGLENET_CONFIG``); fewer or narrower rows give a smaller network
+      of the same structure.
     small_input: use the 3x3 stem for 32x32 images.
     dropout_rate: dropout before the head (0.4 in the paper).
     factorize_5x5: two 3x3 instead of each 5x5 (Inception-v3).
@@ -66,6 +66,7 @@ class GoogLeNet(ImageClassifier):
     dtype, param_dtype: computation and parameter dtypes.
   """
 
+  stages: Sequence[Sequence[Sequence[int]]] = GOOGLENET_CONFIG
   small_input: bool = False
   dropout_rate: float = 0.4
   factorize_5x5: bool = False
@@ -87,13 +88,13 @@ class GoogLeNet(ImageClassifier):
       x = unit(64, 1, name="stem_conv2")(x, train)
       x = unit(192, 3, name="stem_conv3")(x, train)
       x = max_pool(x, 3, 2, "SAME", down, "stem_pool2")
-    for name, row in GOOGLENET_CONFIG:
-      if row is None:
-        x = max_pool(x, 3, 2, "SAME", down, name)
-      else:
+    for i, stage in enumerate(self.stages):
+      if i:
+        x = max_pool(x, 3, 2, "SAME", down, f"pool{i + 2}")
+      for j, row in enumerate(stage):
         x = InceptionBlock(**inception_config(row), conv=conv, norm=norm, act=nn.relu,
                            factorize_5x5=self.factorize_5x5, asymmetric=self.asymmetric,
-                           name=f"inception{name}")(x, train)
+                           name=f"inception{i + 3}{chr(ord('a') + j)}")(x, train)
     x = layers.GlobalAvgPool(name="global_pool")(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train, name="dropout")(x)
     return classifier_head(self, x)

@@ -7,6 +7,7 @@ multiplier.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -44,16 +45,19 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 @register("mobilenet_v2", input_shape=(32, 32, 3))
 class MobileNetV2(ImageClassifier):
-  """MobileNetV2: 3x3/2 stem, 17 inverted residual blocks, 1x1 to 1280, pool, dropout, head.
+  """MobileNetV2: 3x3/2 stem, inverted residual blocks, 1x1 to 1280, pool, dropout, head.
 
-  ``(N, H, W, C) -> (N, num_classes)``, total stride 32.
+  ``(N, H, W, C) -> (N, num_classes)``; in the paper's configuration 17
+  blocks and total stride 32.
 
   Submodules: ``stem`` (``ConvNormAct``), ``block{k}`` (``InvertedResidual``,
-  ``k`` from 0 to 16), ``last_conv``, ``global_pool``, ``dropout``,
-  ``head``; ``pre_logits`` is the pooled 1280-unit feature.
+  ``k`` from 0), ``last_conv``, ``global_pool``, ``dropout``, ``head``;
+  ``pre_logits`` is the pooled 1280-unit feature.
 
   Attributes:
     num_classes: output logits.
+    stages: rows ``(expansion t, channels c, repeats n, first stride s)``
+      (``MOBILENET_V2_CONFIG``, torchvision's ``inverted_residual_setting``).
     width_multiplier: scales every layer's channels (rounded to multiples
       of 8); the last layer is never narrower than 1280.
     dropout_rate: dropout before the head (0.2, as torchvision).
@@ -63,6 +67,7 @@ class MobileNetV2(ImageClassifier):
     dtype, param_dtype: computation and parameter dtypes.
   """
 
+  stages: Sequence[Sequence[int]] = MOBILENET_V2_CONFIG
   width_multiplier: float = 1.0
   dropout_rate: float = 0.2
 
@@ -78,7 +83,7 @@ class MobileNetV2(ImageClassifier):
     x = ConvNormAct(make_divisible(32 * self.width_multiplier), 3, conv=conv, norm=norm,
                     act=nn.relu6, strides=2, downsample=down, name="stem")(x, train)
     k = 0
-    for t, c, n, s in MOBILENET_V2_CONFIG:
+    for t, c, n, s in self.stages:
       for i in range(n):
         x = InvertedResidual(make_divisible(c * self.width_multiplier), t, conv=conv,
                              norm=norm, act=nn.relu6, strides=s if i == 0 else 1,

@@ -9,7 +9,7 @@ between the two forms with ``cnnjax.nnx.from_linen`` / ``to_linen``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -25,7 +25,8 @@ def names() -> list[str]:
 
 
 def create(name: str, /, *, rngs: nnx.Rngs, input_shape: Sequence[int] | None = None,
-           use_running_average: bool = False, **fields: Any) -> FromLinen:
+           use_running_average: bool = False, variables: Mapping[str, Any] | None = None,
+           **fields: Any) -> FromLinen:
   """Builds the registered model ``name`` as an NNX module.
 
   Example::
@@ -46,10 +47,14 @@ def create(name: str, /, *, rngs: nnx.Rngs, input_shape: Sequence[int] | None = 
       flattened size); default the registry's ``input_shape`` with its
       channels set to ``input_channels`` when that field is given.
     use_running_average: the initial mode (``False``: training).
+    variables: linen variables to start from instead of the initialisers
+      (a checkpoint's state, ``models.load_torch_state_dict``'s output):
+      nothing is initialised or compiled (see ``FromLinen``).
     **fields: the model's fields, as ``cnnjax.models.create`` takes them.
 
   Raises:
-    ValueError, TypeError: as ``cnnjax.models.create`` (unknown name or field).
+    ValueError, TypeError: as ``cnnjax.models.create`` (unknown name or field);
+      ``variables`` that do not fit the model (naming the path).
   """
   linen = linen_models.create(name, **fields)
   entry = linen_models.spec(name)
@@ -57,4 +62,5 @@ def create(name: str, /, *, rngs: nnx.Rngs, input_shape: Sequence[int] | None = 
   if input_shape is None and fields.get("input_channels") and len(shape) == 3:
     shape = (*shape[:-1], fields["input_channels"])
   sample = jax.ShapeDtypeStruct((1, *shape), entry.input_dtype)
-  return FromLinen(linen, sample, rngs=rngs, use_running_average=use_running_average, keep_rngs=True)
+  return FromLinen(linen, sample, rngs=rngs, use_running_average=use_running_average, keep_rngs=True,
+                   variables=variables)

@@ -84,10 +84,20 @@ class FromLinen(nnx.Module):
     use_running_average: the initial mode (``False``: training, as NNX's
       modules start).
     keep_rngs: keep ``rngs`` to draw dropout keys in training mode.
+    variables: linen variables to start from (a checkpoint's, torch
+      weights through ``models.load_torch_state_dict``, another ``init``'s),
+      every collection the module creates, in its names and shapes. The
+      initialisers are then only traced (``jax.eval_shape``), never run or
+      compiled, and ``rngs`` is needed only for dropout.
+
+  Raises:
+    ValueError: ``variables`` miss a collection, a name or a shape of the
+      module's (naming the path), or hold one it lacks.
   """
 
   def __init__(self, module: nn.Module, sample: Any = None, *args: Any, rngs: nnx.Rngs | None = None,
-               use_running_average: bool = False, keep_rngs: bool = False, **kwargs: Any):
+               use_running_average: bool = False, keep_rngs: bool = False,
+               variables: Mapping[str, Any] | None = None, **kwargs: Any):
     if not isinstance(module, nn.Module):
       raise TypeError(f"FromLinen wraps a flax.linen.Module, got {type(module).__name__}")
     self.module = module
@@ -96,18 +106,29 @@ class FromLinen(nnx.Module):
     self.rngs = rngs if keep_rngs else None
     if sample is None:
       return
-    if rngs is None:
+    if rngs is None and variables is None:
       raise TypeError(f"{type(self).__name__}: rngs=nnx.Rngs(...) is needed to initialise the parameters")
     if self.takes_train:
       kwargs = {"train": False, **kwargs}
-    variables = module.lazy_init({"params": rngs.params()}, sample, *args, **kwargs)
-    unknown = sorted(set(variables) - set(COLLECTIONS))
+    if variables is None:
+      created = module.lazy_init({"params": rngs.params()}, sample, *args, **kwargs)
+    else:  # Shapes only: the variables given replace the initialisers' values below.
+      created = jax.eval_shape(
+          lambda sample, args: module.init({"params": jax.random.key(0)}, sample, *args, **kwargs),
+          sample, args)
+    unknown = sorted(set(created) - set(COLLECTIONS))
     if unknown:
       raise ValueError(
           f"{type(module).__name__} creates variable collections {unknown}; FromLinen maps "
           f"only {sorted(COLLECTIONS)}")
-    for collection, tree in variables.items():
+    for collection, tree in created.items():
       _build(self, tree, COLLECTIONS[collection], ())
+    if variables is not None:
+      missing = sorted(set(created) - set(variables))
+      if missing:
+        raise ValueError(f"FromLinen: variables lack the collections {missing} that "
+                         f"{type(module).__name__} creates; got {sorted(variables)}")
+      from_linen(self, variables)
 
   def set_view(self, use_running_average: bool | None = None):
     """Used by ``nnx.view``: sets the mode."""

@@ -1,9 +1,12 @@
 """Every registered model: forward shape and finiteness, float32 and bfloat16, train and eval.
 
-Each model is initialised once at its registered smallest input (batch 2);
-the two dtypes reuse the float32 parameters (``param_dtype`` is float32 in
-both). Programs are compiled with LLVM optimisations off: this halves the
-compile time, which dominates on CPU at these sizes.
+Numbers are computed at reduced depth and width (``testlib.SMALL_MODELS``:
+the same stems, blocks, pools and heads through each model's own fields), so
+that every program compiles in seconds on CPU; each model's variables are
+drawn once with NumPy (``testlib.init_variables``, batch 2) and the two dtypes
+share them (``param_dtype`` is float32 in both). Full-size models are traced (``jax.eval_shape``): shapes and
+dtypes at no compute cost. Full-size numbers are compared with torchvision in
+the weight-import tests.
 """
 
 
@@ -13,59 +16,56 @@ import numpy as np
 import pytest
 
 from cnnjax import models
-
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-_HEAVY = {"alexnet", "vgg11", "vgg16", "vgg11_bn", "vgg16_bn", "resnet34", "resnet34_cifar",
-          "resnet50", "resnet50_cifar", "googlenet", "googlenet_small", "mobilenet_v2"}
+from testlib import SMALL_MODELS, SMALL_ZOO, init_variables
 
 
-def _compiled(fn, *args):
-  return jax.jit(fn).lower(*args).compile(compiler_options=_FAST_COMPILE)
-
-
-def _example(name):
+def _example(name, batch=2):
   spec = models.spec(name)
-  shape = (2, *spec.input_shape)
+  shape = (batch, *spec.input_shape)
   if spec.input_dtype == "int32":
     return jax.random.randint(jax.random.key(1), shape, 0, 64, jnp.int32)
   return jax.random.uniform(jax.random.key(1), shape, jnp.float32)
 
 
-# Run at reduced depth and width in test_models_zoo.py: at full size their CPU compiles take minutes.
-_REDUCED_ELSEWHERE = {"convnext_tiny", "resnext50_32x4d", "wide_resnet50_2", "efficientnet_b0",
-                      "densenet121", "wrn28_10"}
+def _names():
+  return [n for n in models.names() if not n.startswith("test_")]
 
 
-def _cases():
-  return [pytest.param(n, marks=pytest.mark.slow) if n in _HEAVY else n for n in models.names()
-          if not n.startswith("test_") and n not in _REDUCED_ELSEWHERE]
+def _check_outputs(name, x, logits_eval, logits_train, updates, variables, num_classes):
+  for logits in (logits_eval, logits_train):
+    # Classifiers give (N, K); dense models (unet) give (N, H, W, K).
+    assert logits.shape in ((2, num_classes), (2, *x.shape[1:3], num_classes)), name
+    assert logits.dtype == jnp.float32, name
+  (feats,) = updates["intermediates"]["pre_logits"]
+  assert feats.shape[0] == 2 and feats.shape[-1] == variables["params"]["head"]["kernel"].shape[-2]
+  if "batch_stats" in variables:
+    assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(updates["batch_stats"])), name
 
 
-@pytest.mark.parametrize("name", _cases())
+def _forward(model):
+  def forward(variables, x):
+    logits_eval = model.apply(variables, x, train=False)
+    logits_train, updates = model.apply(variables, x, train=True, mutable=True,
+                                        rngs={"dropout": jax.random.key(2)})
+    return logits_eval, logits_train, updates
+  return forward
+
+
+# The newer families train at reduced size (under pmap, both dtypes) in test_models_zoo.py.
+@pytest.mark.parametrize("name", [n for n in _names() if n not in SMALL_ZOO])
 def test_forward(name):
+  fields = SMALL_MODELS[name]
   x = _example(name)
-  model = models.create(name)
-  variables = _compiled(lambda x: model.init(jax.random.key(0), x, train=False), x)(x)
+  model = models.create(name, **fields)
+  variables = init_variables(model, x, train=False)
   for dtype in (jnp.float32, jnp.bfloat16):
-    typed = models.create(name, dtype=dtype)
-
-    def forward(variables, x, typed=typed):
-      logits_eval = typed.apply(variables, x, train=False)
-      logits_train, updates = typed.apply(variables, x, train=True, mutable=True,
-                                          rngs={"dropout": jax.random.key(2)})
-      return logits_eval, logits_train, updates
-
-    logits_eval, logits_train, updates = _compiled(forward, variables, x)(variables, x)
+    typed = models.create(name, dtype=dtype, **fields)
+    logits_eval, logits_train, updates = jax.jit(_forward(typed))(variables, x)
+    _check_outputs(name, x, logits_eval, logits_train, updates, variables, typed.num_classes)
     for logits in (logits_eval, logits_train):
-      # Classifiers give (N, K); dense models (unet) give (N, H, W, K).
-      assert logits.shape in ((2, typed.num_classes), (2, *x.shape[1:3], typed.num_classes))
-      assert logits.dtype == jnp.float32
       assert np.isfinite(np.asarray(logits)).all(), (name, dtype)
-    (feats,) = updates["intermediates"]["pre_logits"]
-    assert feats.shape[0] == 2 and feats.shape[-1] == variables["params"]["head"]["kernel"].shape[-2]
     if "batch_stats" in variables:
       stats = jax.tree.leaves(updates["batch_stats"])
-      assert all(s.dtype == jnp.float32 for s in stats)
       # A training step moves running statistics by O(0.1); allclose's 1e-5 is far below.
       assert any(not np.allclose(a, b) for a, b in
                  zip(stats, jax.tree.leaves(variables["batch_stats"])))
@@ -74,6 +74,18 @@ def test_forward(name):
     else:  # bf16 compute tracks the float32 logits loosely
       scale = float(jnp.max(jnp.abs(reference))) + 1.0
       assert float(jnp.max(jnp.abs(logits_eval - reference))) < 0.25 * scale
+
+
+@pytest.mark.parametrize("name", _names())
+def test_full_size_shapes_and_dtypes(name):
+  """The registered (full-size) configuration, traced in both modes (float32: the reduced
+  models above check bfloat16)."""
+  x = _example(name)
+  model = models.create(name)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  outputs = jax.eval_shape(_forward(model), variables, x)
+  _check_outputs(name, x, *outputs, variables, model.num_classes)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
 
 
 @pytest.mark.parametrize("mode", ["blur", "aps"])
@@ -99,6 +111,6 @@ def test_antialiased_models_keep_shapes(name, shape, mode):
 def test_resnet_blur_forward_is_finite():
   x = jax.random.uniform(jax.random.key(4), (2, 16, 16, 3))
   model = models.create("resnet18_cifar", downsample="blur", num_filters=8)
-  variables = _compiled(lambda x: model.init(jax.random.key(0), x, train=False), x)(x)
-  logits = _compiled(lambda v, x: model.apply(v, x, train=False), variables, x)(variables, x)
+  variables = init_variables(model, x, train=False)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert logits.shape == (2, 10) and np.isfinite(np.asarray(logits)).all()

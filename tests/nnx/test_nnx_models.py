@@ -11,49 +11,28 @@ from flax import nnx
 import cnnjax.nnx as cnnx
 from cnnjax import blocks, layers, models, testing
 from nnx_common import assert_same, compiled, nnx_and_linen, random
-from testlib import SMALL_ZOO
+from testlib import SMALL_MODELS, init_variables
 
 KEY = jax.random.key(0)
-
-# Small widths where the model has a width field: the equivalence does not depend on it.
-SMALL = {
-    "digits_cnn": {"width": 4},
-    "mobilenet_v2": {"width_multiplier": 0.25},
-    "textcnn": {"features": 4, "embed_dim": 4},
-    **{n: {"num_filters": 4} for n in models.names() if n.startswith("resnet")},
-    # The newer families at the reduced depth and width their own tests use.
-    **SMALL_ZOO,
-    "unet": {"features": (4, 8)},
-}
-# ImageNet-shaped models at 32x32: the equivalence does not depend on the map size.
-SHAPES = {n: (32, 32, 3) for n in ("convnext_tiny", "resnext50_32x4d", "wide_resnet50_2",
-                                   "efficientnet_b0", "densenet121")}
-# Compile time dominates; these run with the slow marker (in CI all the same).
-HEAVY = {"alexnet", "googlenet", "googlenet_small", "mobilenet_v2", "resnet18", "resnet34",
-         "resnet34_cifar", "resnet50", "resnet50_cifar", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn"}
 
 
 def _example(name, batch=2):
   spec = models.spec(name)
-  shape = SHAPES.get(name, spec.input_shape)
   if spec.input_dtype == "int32":
-    return jax.random.randint(jax.random.key(1), (batch, *shape), 0, 64, jnp.int32)
-  return jax.random.uniform(jax.random.key(1), (batch, *shape), jnp.float32)
+    return jax.random.randint(jax.random.key(1), (batch, *spec.input_shape), 0, 64, jnp.int32)
+  return jax.random.uniform(jax.random.key(1), (batch, *spec.input_shape), jnp.float32)
 
 
-def _cases():
-  return [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in models.names()
-          if not n.startswith("test_")]
-
-
-@pytest.mark.parametrize("name", _cases())
+# Every model at reduced depth and width (the equivalence does not depend on the size); the
+# variables are drawn with NumPy and handed to both forms, so no initialiser is compiled.
+@pytest.mark.parametrize("name", [n for n in models.names() if not n.startswith("test_")])
 def test_model_equals_linen_in_both_modes(name):
-  fields = SMALL.get(name, {})
-  model = cnnx.models.create(name, rngs=nnx.Rngs(5), input_shape=SHAPES.get(name), **fields)
+  fields = SMALL_MODELS[name]
   linen = models.create(name, **fields)
-  assert model.module == linen
   x = _example(name)
-  variables = compiled(lambda x: linen.init(jax.random.key(3), x, train=False), x)(x)
+  variables = init_variables(linen, x, train=False)
+  model = cnnx.models.create(name, rngs=nnx.Rngs(5), variables=variables, **fields)
+  assert model.module == linen
   y_train, stats, y_eval, l_train, l_stats, l_eval = nnx_and_linen(model, variables, x, KEY)
   assert_same((y_train, stats, y_eval), (l_train, l_stats, l_eval))
   if "batch_stats" in variables:  # the training call did move the statistics
@@ -61,6 +40,27 @@ def test_model_equals_linen_in_both_modes(name):
                zip(jax.tree.leaves(stats), jax.tree.leaves(variables["batch_stats"])))
     assert all(isinstance(v, nnx.BatchStat) for v in jax.tree.leaves(
         nnx.state(model, nnx.BatchStat), is_leaf=lambda v: isinstance(v, nnx.Variable)))
+
+
+def test_variables_given_at_creation_replace_the_initialisers():
+  fields = SMALL_MODELS["resnet18_cifar"]
+  linen = models.create("resnet18_cifar", **fields)
+  x = _example("resnet18_cifar")
+  variables = init_variables(linen, x, train=False)
+  model = cnnx.models.create("resnet18_cifar", rngs=nnx.Rngs(0), variables=variables, **fields)
+  assert_same(cnnx.to_linen(model), variables)
+  with pytest.raises(ValueError, match=r"lack the collections \['batch_stats'\]"):
+    cnnx.models.create("resnet18_cifar", rngs=nnx.Rngs(0), variables={"params": variables["params"]},
+                       **fields)
+  params = dict(variables["params"])
+  params.pop("head")
+  with pytest.raises(ValueError, match="params/head/bias is missing"):
+    cnnx.models.create("resnet18_cifar", rngs=nnx.Rngs(0), **fields,
+                       variables={"params": params, "batch_stats": variables["batch_stats"]})
+  with pytest.raises(ValueError, match=r"from_linen: \S+ has shape \(.*\), the model needs \("):
+    cnnx.models.create("resnet18_cifar", rngs=nnx.Rngs(0), **{**fields, "num_filters": 4},
+                       variables=init_variables(models.create("resnet18_cifar", **{
+                           **fields, "num_filters": 8}), x, train=False))
 
 
 def test_model_fields_names_and_pre_logits_match_linen():
@@ -104,10 +104,10 @@ def test_block_equals_linen_in_both_modes(name):
 
 def test_torch_weights_and_checkpoints_load_through_from_linen():
   # A linen variables dict is what load_torch_state_dict and checkpoints give.
-  model = cnnx.models.create("resnet18_cifar", num_filters=4, rngs=nnx.Rngs(0), use_running_average=True)
-  linen = models.create("resnet18_cifar", num_filters=4)
-  x = _example("resnet18_cifar")
-  variables = compiled(lambda x: linen.init(jax.random.key(9), x, train=False), x)(x)
+  fields = SMALL_MODELS["resnet18_cifar"]
+  model = cnnx.models.create("resnet18_cifar", **fields, rngs=nnx.Rngs(0), use_running_average=True)
+  linen = models.create("resnet18_cifar", **fields)
+  variables = init_variables(linen, _example("resnet18_cifar"), train=False)
   cnnx.from_linen(model, variables)
   np.testing.assert_array_equal(model.stem.conv.kernel.get_value(), variables["params"]["stem"]["conv"]["kernel"])
   assert jax.tree.structure(cnnx.to_linen(model)) == jax.tree.structure(variables)
