@@ -83,19 +83,15 @@ def forward_flops(model, image_size: int, dtype) -> tuple[float, float]:
   return analytic, xla
 
 
-def _fields(stage_sizes: tuple[int, ...] | None) -> dict[str, Any]:
-  return {} if stage_sizes is None else {"stage_sizes": stage_sizes}
-
-
 def measure(batch: int, image_size: int, dtype, steps: int, warmup: int,
-            stage_sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
+            stage_sizes: tuple[int, ...] = (3, 4, 6, 3)) -> dict[str, Any]:
   """Images/s, step time and compile time of the engine's train step at one global batch."""
   import jax
 
   from cnnjax import models, train
 
   model = models.create("resnet50", num_classes=1000, dtype=dtype, axis_name=train.AXIS,
-                        **_fields(stage_sizes))
+                        stage_sizes=stage_sizes)
   tx = train.create_optimizer({"name": "sgd", "learning_rate": 0.1, "momentum": 0.9},
                               {"name": "constant"}, steps_per_epoch=1, num_epochs=1)
   parallel = train.Parallel("pmap")
@@ -136,18 +132,16 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--peak-tflops", type=float, default=None,
                       help="peak dense FLOP/s of the device in TFLOP/s (default: table lookup)")
   parser.add_argument("--out", default="benchmarks/results/gpu_resnet50.json")
-  parser.add_argument("--stage-sizes", default=None,
-                      help="bottleneck blocks per stage, comma separated (default ResNet-50's "
-                           "3,4,6,3)")
+  parser.add_argument("--stage-sizes", default="3,4,6,3",
+                      help="bottleneck blocks per stage, comma separated (ResNet-50's by default)")
   parser.add_argument("--smoke", action="store_true",
                       help="batch 2, 32x32, float32, 2 steps, one block per stage: checks the "
                            "path runs (CPU)")
   args = parser.parse_args(argv)
   if args.smoke:
     args.batch, args.image_size, args.dtype, args.steps, args.warmup = "2", 32, "float32", 2, 1
-    args.stage_sizes = args.stage_sizes or "1,1,1,1"
-  stage_sizes = (tuple(int(n) for n in args.stage_sizes.split(",")) if args.stage_sizes
-                 else None)
+    args.stage_sizes = "1,1,1,1"
+  stage_sizes = tuple(int(n) for n in args.stage_sizes.split(","))
 
   import jax
   import jax.numpy as jnp
@@ -160,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
   devices = jax.local_device_count()
   peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(kind)
   flops, xla_flops = forward_flops(
-      models.create("resnet50", num_classes=1000, dtype=dtype, **_fields(stage_sizes)),
+      models.create("resnet50", num_classes=1000, dtype=dtype, stage_sizes=stage_sizes),
       args.image_size, dtype)
   print(f"{kind} x{devices} ({jax.default_backend()}), peak {peak / 1e12:.0f} TFLOP/s per device; "
         f"forward {flops / 1e9:.2f} GFLOP/image (XLA cost analysis {xla_flops / 1e9:.2f})")
@@ -168,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
       "benchmark": "gpu_resnet50", "environment": _common.environment(),
       "device_kind": kind, "devices": devices, "backend": jax.default_backend(),
       "dtype": args.dtype, "image_size": args.image_size, "peak_flops_per_device": peak,
-      "stage_sizes": list(stage_sizes or (3, 4, 6, 3)),
+      "stage_sizes": list(stage_sizes),
       "forward_flops_per_image": flops, "xla_forward_flops_per_image": xla_flops,
       "results": []}
   rows = []

@@ -98,6 +98,16 @@ def init_variables(module: Any, *inputs: Any, seed: int = 0, **kwargs: Any) -> d
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def model_example(name: str) -> jax.Array:
+  """A batch of 2 inputs of registered model ``name``: token ids or uniform images."""
+  from cnnjax import models  # noqa: PLC0415
+  spec = models.spec(name)
+  shape = (2, *spec.input_shape)
+  if spec.input_dtype == "int32":
+    return jax.random.randint(jax.random.key(1), shape, 0, 64, jnp.int32)
+  return jax.random.uniform(jax.random.key(1), shape, jnp.float32)
+
+
 def sum_tolerance(terms: int, magnitude: float, *, safety: float = 8.0) -> float:
   """An absolute tolerance for float32 results of sums of ``terms`` products.
 

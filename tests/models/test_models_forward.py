@@ -16,15 +16,7 @@ import numpy as np
 import pytest
 
 from cnnjax import models
-from testlib import SMALL_MODELS, SMALL_ZOO, init_variables
-
-
-def _example(name, batch=2):
-  spec = models.spec(name)
-  shape = (batch, *spec.input_shape)
-  if spec.input_dtype == "int32":
-    return jax.random.randint(jax.random.key(1), shape, 0, 64, jnp.int32)
-  return jax.random.uniform(jax.random.key(1), shape, jnp.float32)
+from testlib import SMALL_MODELS, SMALL_ZOO, init_variables, model_example
 
 
 def _names():
@@ -55,7 +47,7 @@ def _forward(model):
 @pytest.mark.parametrize("name", [n for n in _names() if n not in SMALL_ZOO])
 def test_forward(name):
   fields = SMALL_MODELS[name]
-  x = _example(name)
+  x = model_example(name)
   model = models.create(name, **fields)
   variables = init_variables(model, x, train=False)
   for dtype in (jnp.float32, jnp.bfloat16):
@@ -80,7 +72,7 @@ def test_forward(name):
 def test_full_size_shapes_and_dtypes(name):
   """The registered (full-size) configuration, traced in both modes (float32: the reduced
   models above check bfloat16)."""
-  x = _example(name)
+  x = model_example(name)
   model = models.create(name)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
   outputs = jax.eval_shape(_forward(model), variables, x)

@@ -11,16 +11,9 @@ from flax import nnx
 import cnnjax.nnx as cnnx
 from cnnjax import blocks, layers, models, testing
 from nnx_common import assert_same, compiled, nnx_and_linen, random
-from testlib import SMALL_MODELS, init_variables
+from testlib import SMALL_MODELS, init_variables, model_example
 
 KEY = jax.random.key(0)
-
-
-def _example(name, batch=2):
-  spec = models.spec(name)
-  if spec.input_dtype == "int32":
-    return jax.random.randint(jax.random.key(1), (batch, *spec.input_shape), 0, 64, jnp.int32)
-  return jax.random.uniform(jax.random.key(1), (batch, *spec.input_shape), jnp.float32)
 
 
 # Every model at reduced depth and width (the equivalence does not depend on the size); the
@@ -29,7 +22,7 @@ def _example(name, batch=2):
 def test_model_equals_linen_in_both_modes(name):
   fields = SMALL_MODELS[name]
   linen = models.create(name, **fields)
-  x = _example(name)
+  x = model_example(name)
   variables = init_variables(linen, x, train=False)
   model = cnnx.models.create(name, rngs=nnx.Rngs(5), variables=variables, **fields)
   assert model.module == linen
@@ -45,7 +38,7 @@ def test_model_equals_linen_in_both_modes(name):
 def test_variables_given_at_creation_replace_the_initialisers():
   fields = SMALL_MODELS["resnet18_cifar"]
   linen = models.create("resnet18_cifar", **fields)
-  x = _example("resnet18_cifar")
+  x = model_example("resnet18_cifar")
   variables = init_variables(linen, x, train=False)
   model = cnnx.models.create("resnet18_cifar", rngs=nnx.Rngs(0), variables=variables, **fields)
   assert_same(cnnx.to_linen(model), variables)
@@ -69,7 +62,7 @@ def test_model_fields_names_and_pre_logits_match_linen():
   assert cnnx.models.names() == models.names()
   model = cnnx.models.create("digits_cnn", width=4, rngs=nnx.Rngs(0), use_running_average=True)
   assert model.head.kernel.shape == (16, 10) and model.conv1.conv.kernel.shape == (3, 3, 1, 4)
-  x = _example("digits_cnn")
+  x = model_example("digits_cnn")
   y, inter = model.intermediates(x)
   _, ref = model.module.apply(cnnx.to_linen(model), x, train=False, mutable=["intermediates"])
   assert_same((y, inter["pre_logits"]), (model(x), ref["intermediates"]["pre_logits"]))
@@ -107,7 +100,7 @@ def test_torch_weights_and_checkpoints_load_through_from_linen():
   fields = SMALL_MODELS["resnet18_cifar"]
   model = cnnx.models.create("resnet18_cifar", **fields, rngs=nnx.Rngs(0), use_running_average=True)
   linen = models.create("resnet18_cifar", **fields)
-  variables = init_variables(linen, _example("resnet18_cifar"), train=False)
+  variables = init_variables(linen, model_example("resnet18_cifar"), train=False)
   cnnx.from_linen(model, variables)
   np.testing.assert_array_equal(model.stem.conv.kernel.get_value(), variables["params"]["stem"]["conv"]["kernel"])
   assert jax.tree.structure(cnnx.to_linen(model)) == jax.tree.structure(variables)
