@@ -22,6 +22,10 @@ os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
 # one, and with --xla_cpu_use_fusion_emitters=false as well, three more tests
 # (a segmentation run, the two-process runs) failed.
 
+import ctypes  # noqa: E402
+import ctypes.util  # noqa: E402
+import gc  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
@@ -31,6 +35,16 @@ settings.register_profile("dev", deadline=None, max_examples=15)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 assert jax.device_count() == 8, "tests/conftest.py must run before jax is imported"
+
+
+# glibc keeps the memory of freed executables and arrays in its arenas;
+# malloc_trim hands it back to the system, so that a worker's resident memory
+# is what it holds rather than the most it ever held (tests/models and
+# tests/ops/test_ops_conv_fast.py in one process: 2.5-3 GB between modules
+# before, 0.7-0.8 GB after; the whole suite's largest process 4.5 -> 3.3 GB).
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+if _LIBC is not None and not hasattr(_LIBC, "malloc_trim"):
+  _LIBC = None
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,3 +57,6 @@ def _release_compiled_functions():
   """
   yield
   jax.clear_caches()
+  gc.collect()
+  if _LIBC is not None:
+    _LIBC.malloc_trim(0)

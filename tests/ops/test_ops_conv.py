@@ -171,13 +171,21 @@ def _operands(case):
   return x, w, b, kc
 
 
+def _compiled(impl, case):
+  # One compiled program per drawn case: every case has its own shapes, and
+  # one program compiles faster than the loop reference's hundreds of
+  # eagerly dispatched (each separately compiled) indexing and einsum ops.
+  return jax.jit(functools.partial(impl, **case["kwargs"]))
+
+
 @given(conv_cases())
 def test_three_formulations_agree_in_values(case):
   x, w, b, _ = _operands(case)
-  expected = ops.conv_reference(x, w, b, **case["kwargs"])
+  expected = _compiled(ops.conv_reference, case)(x, w, b)
   assert expected.shape == (case["x_shape"][0], *case["out"], case["w_shape"][-1])
-  np.testing.assert_allclose(ops.conv(x, w, b, **case["kwargs"]), expected, atol=ATOL, rtol=RTOL)
-  np.testing.assert_allclose(ops.conv_matmul(x, w, b, **case["kwargs"]), expected, atol=ATOL, rtol=RTOL)
+  for impl in (ops.conv, ops.conv_matmul):
+    np.testing.assert_allclose(_compiled(impl, case)(x, w, b), expected, atol=ATOL, rtol=RTOL,
+                               err_msg=impl.__name__)
 
 
 @pytest.mark.slow
@@ -191,8 +199,8 @@ def test_three_formulations_agree_in_gradients(case):
   cotangent = jax.random.normal(kc, out_shape)
 
   def grads(impl):
-    loss = lambda x, w, b: jnp.sum(impl(x, w, b, **case["kwargs"]) * cotangent)
-    return jax.grad(loss, argnums=(0, 1, 2))(x, w, b)
+    loss = lambda x, w, b: jnp.sum(_compiled(impl, case)(x, w, b) * cotangent)
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(x, w, b)
 
   expected = grads(ops.conv_reference)
   for impl in (ops.conv, ops.conv_matmul):
