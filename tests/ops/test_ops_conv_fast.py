@@ -87,7 +87,9 @@ def _reference(index):
   """
   case = CASES[index]
   x, w, kg = _operands(case)
-  fn = functools.partial(ops.conv_reference, **case[3])
+  # One compiled program for the three calls (all of one shape), rather than the
+  # loop reference's hundreds of eagerly dispatched, separately compiled ops.
+  fn = jax.jit(functools.partial(ops.conv_reference, **case[3]))
   y = fn(x, w)
   g = jax.random.normal(kg, y.shape)
   keys = jax.random.split(jax.random.key(7), 2 * _DIRECTIONS)
@@ -103,7 +105,8 @@ def _lax_gradients(index):
   case = CASES[index]
   x, w, _ = _operands(case)
   g = _reference(index)[1]
-  return jax.vjp(lambda x, w: ops.conv(x, w, lowering="lax", **case[3]), x, w)[1](g)
+  return jax.jit(lambda x, w, g: jax.vjp(
+      lambda x, w: ops.conv(x, w, lowering="lax", **case[3]), x, w)[1](g))(x, w, g)
 
 
 def _assert_projection(v, grad, expected, terms):
@@ -121,8 +124,13 @@ def test_formulation_equals_reference(index, lowering):
   case = CASES[index]
   x, w, _ = _operands(case)
   y_ref, g, vxs, vws, px, pw = _reference(index)
-  y, vjp = jax.vjp(lambda x, w: ops.conv(x, w, lowering=lowering, **case[3]), x, w)
-  dx, dw = vjp(g)
+
+  @jax.jit
+  def forward_and_gradients(x, w, g):
+    y, vjp = jax.vjp(lambda x, w: ops.conv(x, w, lowering=lowering, **case[3]), x, w)
+    return y, *vjp(g)
+
+  y, dx, dw = forward_and_gradients(x, w, g)
   terms = _terms(case)
   assert y.shape == y_ref.shape
   _assert_close(y, y_ref, terms)
@@ -178,11 +186,17 @@ def test_forward_mode_equals_reverse_mode(lowering, index):
   x, w, kg = _operands(case)
   vx, vw = jax.random.normal(jax.random.key(3), x.shape), jax.random.normal(jax.random.key(4), w.shape)
   fn = lambda x, w: ops.conv(x, w, lowering=lowering, **case[3])  # noqa: E731
-  y, jv = jax.jvp(fn, (x, w), (vx, vw))
-  g = jax.random.normal(kg, y.shape)
-  dx, dw = jax.vjp(fn, x, w)[1](g)
-  lhs, rhs = jnp.vdot(jv, g), jnp.vdot(vx, dx) + jnp.vdot(vw, dw)
-  terms = _terms(case) * y.size
+  y_shape = jax.eval_shape(fn, x, w).shape
+  g = jax.random.normal(kg, y_shape)
+
+  @jax.jit
+  def both_sides(x, w, vx, vw, g):
+    _, jv = jax.jvp(fn, (x, w), (vx, vw))
+    dx, dw = jax.vjp(fn, x, w)[1](g)
+    return jnp.vdot(jv, g), jnp.vdot(vx, dx) + jnp.vdot(vw, dw)
+
+  lhs, rhs = both_sides(x, w, vx, vw, g)
+  terms = _terms(case) * int(np.prod(y_shape))
   assert abs(float(lhs - rhs)) <= 4 * _EPS * terms * max(abs(float(rhs)), 1.0)
 
 
