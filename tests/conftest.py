@@ -57,6 +57,18 @@ def _release_compiled_functions():
   """
   yield
   jax.clear_caches()
+  _return_freed_memory()
+
+
+def _return_freed_memory():
   gc.collect()
   if _LIBC is not None:
     _LIBC.malloc_trim(0)
+
+
+@pytest.fixture
+def release_memory_after():
+  """Returns freed memory to the system after the test, for modules whose tests each hold
+  large weights (``pytestmark = pytest.mark.usefixtures("release_memory_after")``)."""
+  yield
+  _return_freed_memory()
