@@ -42,9 +42,14 @@ assert jax.device_count() == 8, "tests/conftest.py must run before jax is import
 # is what it holds rather than the most it ever held (tests/models and
 # tests/ops/test_ops_conv_fast.py in one process: 2.5-3 GB between modules
 # before, 0.7-0.8 GB after; the whole suite's largest process 4.5 -> 3.3 GB).
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
-if _LIBC is not None and not hasattr(_LIBC, "malloc_trim"):
-  _LIBC = None
+_LIBC_PATH = ctypes.util.find_library("c")
+_MALLOC_TRIM = getattr(ctypes.CDLL(_LIBC_PATH), "malloc_trim", None) if _LIBC_PATH else None
+
+
+def _return_freed_memory():
+  gc.collect()
+  if _MALLOC_TRIM is not None:  # glibc only
+    _MALLOC_TRIM(0)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -58,12 +63,6 @@ def _release_compiled_functions():
   yield
   jax.clear_caches()
   _return_freed_memory()
-
-
-def _return_freed_memory():
-  gc.collect()
-  if _LIBC is not None:
-    _LIBC.malloc_trim(0)
 
 
 @pytest.fixture

@@ -1,7 +1,5 @@
 """PyTorch (torchvision layout) weights give the same logits in cnnjax."""
 
-import gc
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -204,7 +202,6 @@ def test_vgg11_bn_logits_match_torch():
   # The converted copy is all that is needed now: the 4096-unit classifier is 0.5 GB in
   # each framework, and the dense layer's product may copy its kernel once more.
   del net, state
-  gc.collect()
   got = models.create("vgg11_bn", num_classes=5).apply(
       variables, jnp.asarray(x.transpose(0, 2, 3, 1)), train=False)
   scale = np.abs(expected.numpy()).max()
