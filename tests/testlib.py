@@ -256,9 +256,12 @@ def last_logged_step(workdir: str) -> int:
   return max(steps, default=0)
 
 
-#: The newer zoo families at a reduced depth and width: (registered name, fields).
+#: The newer zoo families at a reduced depth and width (and ConvNeXt at a 3x3 depthwise
+#: kernel: its CPU training step compiles in a fraction of the 7x7 one's time (the zoo test,
+#: alone: 22.5 -> 8.1 s; BENCHMARKS.md section 13). 7x7 is traced at full size and
+#: run in tests/models/test_models_zoo_torch_import.py): (registered name, fields).
 SMALL_ZOO = {
-    "convnext_tiny": {"depths": (1, 1), "dims": (8, 16)},
+    "convnext_tiny": {"depths": (1, 1), "dims": (8, 16), "kernel_size": 3},
     "resnext50_32x4d": {"stage_sizes": (1, 1), "num_filters": 16},
     "wide_resnet50_2": {"stage_sizes": (1, 1), "num_filters": 4},
     "efficientnet_b0": {"stages": ((1, 3, 1, 16, 8, 1), (6, 5, 2, 8, 16, 2))},

@@ -45,6 +45,9 @@ class ConvNeXt(ImageClassifier):
     drop_path_rate: stochastic depth of the last block (0.1 for ConvNeXt-T),
       from the ``'dropout'`` rng stream.
     layer_scale_init: initial layer scale (1e-6), or None.
+    kernel_size: depthwise kernel of every block (7, as in the paper and
+      torchvision; timm calls it ``kernel_sizes``). Another size changes the
+      depthwise kernels' shapes, so torchvision weights load only at 7.
     downsample: ``'stride'``, ``'blur'`` or ``'aps'``: the stem and the
       reductions become stride-1 ``'SAME'`` convolutions followed by a
       ``BlurPool`` or a ``PolyphaseDownsample``.
@@ -58,6 +61,7 @@ class ConvNeXt(ImageClassifier):
   dims: Sequence[int] = (96, 192, 384, 768)
   drop_path_rate: float = 0.1
   layer_scale_init: float | None = 1e-6
+  kernel_size: int | Sequence[int] = 7
 
   @nn.compact
   def __call__(self, x: Array, train: bool = True) -> Array:
@@ -85,7 +89,8 @@ class ConvNeXt(ImageClassifier):
           x = down(strides=(2, 2), name=f"stage{i + 1}_reduce_downsample")(x)
       for j in range(depth):
         rate = self.drop_path_rate * k / (total - 1.0) if total > 1 else 0.0
-        x = ConvNeXtBlock(conv=conv, norm=norm, layer_scale_init=self.layer_scale_init,
+        x = ConvNeXtBlock(conv=conv, norm=norm, kernel_size=self.kernel_size,
+                          layer_scale_init=self.layer_scale_init,
                           drop_path_rate=rate, param_dtype=self.param_dtype,
                           name=f"stage{i + 1}_block{j}")(x, train)
         k += 1

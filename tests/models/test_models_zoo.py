@@ -46,6 +46,14 @@ def test_torchvision_parameter_counts(name, count):
   assert variables["params"]["head"]["kernel"].shape[-1] == 1000
 
 
+def test_convnext_kernel_size_sets_every_depthwise_kernel():
+  # ConvNeXt-T's blocks hold 3*96 + 3*192 + 9*384 + 3*768 = 6,624 depthwise channels, each
+  # with a k x k kernel: 3x3 instead of 7x7 removes (49 - 9) * 6,624 weights.
+  n, variables = _count("convnext_tiny", (1, 224, 224, 3), kernel_size=3)
+  assert n == 28_589_128 - 40 * 6_624
+  assert variables["params"]["stage4_block2"]["depthwise"]["kernel"].shape == (3, 3, 1, 768)
+
+
 def test_wrn28_10_parameter_count():
   # Convolutions 36,454,832 + 8,976 BatchNorm channels x 2 + head 640 x 10 + 10.
   n, variables = _count("wrn28_10", (1, 32, 32, 3))
