@@ -256,10 +256,10 @@ def last_logged_step(workdir: str) -> int:
   return max(steps, default=0)
 
 
-#: The newer zoo families at a reduced depth and width (and ConvNeXt at a 3x3 depthwise
-#: kernel: its CPU training step compiles in a fraction of the 7x7 one's time (the zoo test,
-#: alone: 22.5 -> 8.1 s; BENCHMARKS.md section 13). 7x7 is traced at full size and
-#: run in tests/models/test_models_zoo_torch_import.py): (registered name, fields).
+#: The newer zoo families at a reduced depth and width: (registered name, fields).
+#: ConvNeXt also takes a 3x3 depthwise kernel, whose training step compiles in a fraction
+#: of the 7x7 one's time on CPU (BENCHMARKS.md section 13); the 7x7 kernel is traced at
+#: full size here and run in tests/models/test_models_zoo_torch_import.py.
 SMALL_ZOO = {
     "convnext_tiny": {"depths": (1, 1), "dims": (8, 16), "kernel_size": 3},
     "resnext50_32x4d": {"stage_sizes": (1, 1), "num_filters": 16},
