@@ -7,6 +7,7 @@ put ``tests/`` on the path themselves).
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -96,6 +97,27 @@ def init_variables(module: Any, *inputs: Any, seed: int = 0, **kwargs: Any) -> d
     return jnp.asarray(z, leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def primitives(fn: Any, *args: Any) -> collections.Counter:
+  """How many times each primitive occurs in ``fn``'s jaxpr, nested jaxprs included.
+
+  ``ops.conv`` is a jitted function, so its primitives sit inside a ``jit``
+  equation of the caller's jaxpr rather than at its top level.
+  """
+  counts: collections.Counter = collections.Counter()
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      counts[eqn.primitive.name] += 1
+      for param in eqn.params.values():
+        for sub in param if isinstance(param, (tuple, list)) else (param,):
+          sub = getattr(sub, "jaxpr", sub)
+          if hasattr(sub, "eqns"):
+            walk(sub)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return counts
 
 
 def model_example(name: str) -> jax.Array:

@@ -10,6 +10,7 @@ clamped at zero, in float32 for every input dtype.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -218,17 +219,30 @@ class BatchNorm(nn.Module):
     else:
       mean, var = ra_mean.value, ra_var.value
 
-    shape = [1] * x.ndim
-    shape[axis] = features
-    mul = lax.rsqrt(var + self.epsilon)
-    args = [x]
+    scale = bias = None
     if self.use_scale:
       scale = self.param("scale", self.scale_init, stats_shape, self.param_dtype)
-      mul = mul * scale
-      args.append(scale)
-    y = (x - mean.reshape(shape)) * mul.reshape(shape)
     if self.use_bias:
       bias = self.param("bias", self.bias_init, stats_shape, self.param_dtype)
-      y = y + bias.reshape(shape)
-      args.append(bias)
-    return jnp.asarray(y, canonicalize_dtype(*args, dtype=self.dtype))
+    dtype = canonicalize_dtype(*(a for a in (x, scale, bias) if a is not None), dtype=self.dtype)
+    return _normalize(x, mean, var, scale, bias, axis=axis, epsilon=self.epsilon, dtype=dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "epsilon", "dtype"))
+def _normalize(x: Array, mean: Array, var: Array, scale: Array | None, bias: Array | None, *,
+               axis: int, epsilon: float, dtype: Any) -> Array:
+  """``(x - mean) / sqrt(var + epsilon) * scale + bias`` along ``axis``, in ``dtype``.
+
+  One jitted function, so that an eager call (``init``, ``apply`` outside
+  ``jit``) runs one compiled program rather than one per operation; inside a
+  traced function it is inlined.
+  """
+  shape = [1] * x.ndim
+  shape[axis] = x.shape[axis]
+  mul = lax.rsqrt(var + epsilon)
+  if scale is not None:
+    mul = mul * scale
+  y = (x - mean.reshape(shape)) * mul.reshape(shape)
+  if bias is not None:
+    y = y + bias.reshape(shape)
+  return jnp.asarray(y, dtype)

@@ -32,6 +32,7 @@ layers (``ops.lowering.choose_lowering``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -213,33 +214,57 @@ def conv(
   dilated = any(d != 1 for d in lhs_dilation)
   if lowering == "subpixel" and not dilated:
     lowering = "matmul"  # One phase: the sub-pixel formulation is its im2col inner product.
-  if lowering == "matmul":
-    return conv_matmul(
-        x, w, b, strides=strides, padding=padding,
-        lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        feature_group_count=feature_group_count, precision=precision,
-        preferred_element_type=preferred_element_type)
   if lowering == "subpixel" and any(s != 1 for s in strides):
     raise ValueError(
         f"lowering='subpixel' computes input-dilated convolutions with strides 1, "
         f"got strides={strides} with lhs_dilation={lhs_dilation}; use 'matmul' or 'lax'")
-  if mode != "constant" or (dilated and lowering not in ("lax", "chunked", "subpixel")):
-    # Wrapped/reflected values are real data, so they are materialised (lax
-    # itself only pads with zeros); so is the input dilation for the
-    # formulations that do not take it.
-    x = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
-    pads = ((0, 0),) * rank
-    lhs_dilation = (1,) * rank
-  options = dict(precision=precision, preferred_element_type=preferred_element_type)
-  y = _lowered(lowering, x, w, pads, strides, lhs_dilation, rhs_dilation, feature_group_count,
-               options)
+  if isinstance(precision, list):
+    precision = tuple(precision)  # a static argument below, so hashable
+  return _compiled(
+      x, w, b, lowering=lowering, mode=mode, pads=pads, strides=strides,
+      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+      feature_group_count=feature_group_count, precision=precision,
+      preferred_element_type=preferred_element_type, chunk=policy.CHUNK_BATCH)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "lowering", "mode", "pads", "strides", "lhs_dilation", "rhs_dilation",
+    "feature_group_count", "precision", "preferred_element_type", "chunk"))
+def _compiled(x: Array, w: Array, b: Array | None, *, lowering: str, mode: str, pads, strides,
+              lhs_dilation, rhs_dilation, feature_group_count: int, precision: Any,
+              preferred_element_type: Any, chunk: int) -> Array:
+  """``conv`` once its arguments are checked and its lowering chosen, as one jitted function.
+
+  Inside a traced function this is inlined into the caller's program. Called
+  eagerly (``Module.init`` and ``apply`` outside ``jit``, interactive use),
+  it runs as one compiled program per configuration instead of dispatching
+  (and compiling) each of the formulation's slices, products and sums on its
+  own: a depthwise ``'taps'`` layer is some forty such operations.
+  """
+  rank = x.ndim - 2
+  if lowering == "matmul":
+    image = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
+    y = _im2col(image, w, strides, rhs_dilation, feature_group_count, precision=precision,
+                preferred_element_type=preferred_element_type)
+  else:
+    dilated = any(d != 1 for d in lhs_dilation)
+    if mode != "constant" or (dilated and lowering not in ("lax", "chunked", "subpixel")):
+      # Wrapped/reflected values are real data, so they are materialised (lax
+      # itself only pads with zeros); so is the input dilation for the
+      # formulations that do not take it.
+      x = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
+      pads = ((0, 0),) * rank
+      lhs_dilation = (1,) * rank
+    options = dict(precision=precision, preferred_element_type=preferred_element_type)
+    y = _lowered(lowering, x, w, pads, strides, lhs_dilation, rhs_dilation, feature_group_count,
+                 options, chunk)
   if b is not None:
     y = y + b.astype(y.dtype)
   return y
 
 
 def _lowered(lowering: str, x: Array, w: Array, pads, strides, lhs_dilation, rhs_dilation,
-             feature_group_count: int, options: dict[str, Any]) -> Array:
+             feature_group_count: int, options: dict[str, Any], chunk: int) -> Array:
   """``conv``'s computation by ``lowering`` (padding already applied where it must be), no bias."""
   rank = x.ndim - 2
 
@@ -250,7 +275,7 @@ def _lowered(lowering: str, x: Array, w: Array, pads, strides, lhs_dilation, rhs
         feature_group_count=groups, **options)
 
   def chunked_conv(x, w, pads, rhs_dilation, groups, window_strides=strides):
-    n, chunk = x.shape[0], policy.CHUNK_BATCH
+    n = x.shape[0]
     if n <= chunk:
       return lax_conv(x, w, pads, rhs_dilation, groups, window_strides)
     return jnp.concatenate(

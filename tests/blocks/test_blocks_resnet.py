@@ -10,13 +10,19 @@ import pytest
 
 from cnnjax import blocks, layers
 from cnnjax.ops import conv_param_count
-from testlib import assert_close
+from testlib import assert_close, init_variables, normal
 
 CONV = functools.partial(layers.Conv, use_bias=False)
 NORM = functools.partial(layers.BatchNorm, momentum=0.9)
 
 
 def _init(block, x):
+  """Variables of ``init``'s shapes, drawn with NumPy: no random initialiser is compiled."""
+  return init_variables(block, x, train=False)
+
+
+def _real_init(block, x):
+  """``block.init`` itself, for the tests of what it initialises."""
   return block.init(jax.random.key(0), x, train=False)
 
 
@@ -26,7 +32,7 @@ def _count(tree):
 
 @pytest.mark.parametrize("strides,c_in", [(1, 8), (2, 8), (1, 4)])
 def test_basic_block_shape_and_shortcut(strides, c_in):
-  x = jax.random.normal(jax.random.key(1), (2, 8, 8, c_in))
+  x = normal((2, 8, 8, c_in), seed=1)
   block = blocks.BasicBlock(8, conv=CONV, norm=NORM, strides=strides)
   variables = _init(block, x)
   y = block.apply(variables, x, train=False)
@@ -59,9 +65,9 @@ def test_bottleneck_v15_stride_on_3x3():
 
 
 def test_zero_init_last_norm_makes_identity_plus_relu():
-  x = jax.random.normal(jax.random.key(2), (2, 6, 6, 8))
+  x = normal((2, 6, 6, 8), seed=2)
   block = blocks.BasicBlock(8, conv=CONV, norm=NORM, zero_init_last_norm=True)
-  variables = _init(block, x)
+  variables = _real_init(block, x)
   np.testing.assert_array_equal(variables["params"]["norm2"]["scale"], 0.0)
   np.testing.assert_array_equal(variables["params"]["norm1"]["scale"], 1.0)
   y = block.apply(variables, x, train=False)
@@ -71,14 +77,15 @@ def test_zero_init_last_norm_makes_identity_plus_relu():
 
 def test_bottleneck_zero_init_targets_norm3():
   x = jnp.ones((1, 4, 4, 16))
-  params = _init(blocks.Bottleneck(4, conv=CONV, norm=NORM, zero_init_last_norm=True), x)["params"]
+  params = _real_init(blocks.Bottleneck(4, conv=CONV, norm=NORM, zero_init_last_norm=True),
+                      x)["params"]
   np.testing.assert_array_equal(params["norm3"]["scale"], 0.0)
   np.testing.assert_array_equal(params["norm2"]["scale"], 1.0)
 
 
 def test_symmetric_padding_matches_pytorch_not_same():
   # PyTorch pads a stride-2 3x3 by 1 on both sides; 'SAME' on an even input pads (0, 1).
-  x = jax.random.normal(jax.random.key(3), (1, 8, 8, 2))
+  x = normal((1, 8, 8, 2), seed=3)
   block = blocks.BasicBlock(2, conv=CONV, norm=None, strides=2)
   variables = _init(block, x)
   kernel = variables["params"]["conv1"]["kernel"]
@@ -93,7 +100,7 @@ def test_symmetric_padding_matches_pytorch_not_same():
 @pytest.mark.parametrize("mode", ["blur", "aps"])
 @pytest.mark.parametrize("cls", [blocks.BasicBlock, blocks.Bottleneck])
 def test_antialiased_block_replaces_stride(mode, cls):
-  x = jax.random.normal(jax.random.key(4), (2, 8, 8, 4))
+  x = normal((2, 8, 8, 4), seed=4)
   down = blocks.downsample_def(mode)
   block = cls(4, conv=CONV, norm=NORM, strides=2, downsample=down)
   variables = _init(block, x)
@@ -120,7 +127,7 @@ def test_downsample_def_validates():
 
 
 def test_norm_swap_groupnorm_without_train_argument():
-  x = jax.random.normal(jax.random.key(5), (2, 4, 4, 8))
+  x = normal((2, 4, 4, 8), seed=5)
   norm = functools.partial(nn.GroupNorm, num_groups=2)
   block = blocks.BasicBlock(8, conv=CONV, norm=norm)
   variables = block.init(jax.random.key(0), x, train=True)

@@ -8,12 +8,18 @@ import numpy as np
 import pytest
 
 from cnnjax import blocks, layers
-from testlib import assert_close
+from testlib import assert_close, init_variables, normal
 
 CONV = functools.partial(layers.Conv, use_bias=False)
 
 
 def _init(block, x):
+  """Variables of ``init``'s shapes, drawn with NumPy: no random initialiser is compiled."""
+  return init_variables(block, x, train=False)
+
+
+def _real_init(block, x):
+  """``block.init`` itself, where the test relies on what it initialises."""
   return block.init(jax.random.key(0), x, train=False)
 
 
@@ -23,7 +29,7 @@ def _count(tree):
 
 def test_separable_block_weights_and_shape():
   c, f = 8, 16
-  x = jax.random.normal(jax.random.key(1), (2, 6, 6, c))
+  x = normal((2, 6, 6, c), seed=1)
   block = blocks.SeparableBlock(f, conv=CONV, norm=layers.BatchNorm, strides=2)
   variables = _init(block, x)
   params = variables["params"]
@@ -36,9 +42,9 @@ def test_separable_block_weights_and_shape():
 @pytest.mark.parametrize("strides,c_in,c_out,residual", [(1, 8, 8, True), (2, 8, 8, False),
                                                          (1, 8, 12, False)])
 def test_inverted_residual(strides, c_in, c_out, residual):
-  x = jax.random.normal(jax.random.key(2), (2, 8, 8, c_in))
+  x = normal((2, 8, 8, c_in), seed=2)
   block = blocks.InvertedResidual(c_out, 6, conv=CONV, norm=layers.BatchNorm, strides=strides)
-  variables = _init(block, x)
+  variables = _real_init(block, x)
   params = variables["params"]
   hidden = 6 * c_in
   assert params["expand"]["conv"]["kernel"].shape == (1, 1, c_in, hidden)
@@ -78,7 +84,7 @@ def test_relu6_caps_hidden_activation():
 @pytest.mark.parametrize("size,out", [((12, 12), (6, 6)), ((13, 11), (6, 6)), ((1, 1), (7, 7)),
                                        ((5, 3), (2, 4))])
 def test_adaptive_avg_pool_matches_pytorch_bins(size, out):
-  x = np.asarray(jax.random.normal(jax.random.key(3), (2, *size, 3)))
+  x = np.asarray(normal((2, *size, 3), seed=3))
   got = np.asarray(blocks.adaptive_avg_pool(jnp.asarray(x), out))
   want = np.zeros((2, *out, 3), np.float32)
   for i in range(out[0]):
@@ -91,7 +97,7 @@ def test_adaptive_avg_pool_matches_pytorch_bins(size, out):
 
 
 def test_conv_norm_act_antialiased_order():
-  x = jax.random.normal(jax.random.key(4), (1, 8, 8, 3))
+  x = normal((1, 8, 8, 3), seed=4)
   unit = blocks.ConvNormAct(4, 3, conv=CONV, norm=layers.BatchNorm, strides=2,
                             downsample=blocks.downsample_def("blur"))
   variables = _init(unit, x)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from cnnjax import ops
+from testlib import primitives
 
 # Float32 rounding grows at most linearly with the number of products summed
 # into one value; 4 * eps per term, scaled by the largest value compared.
@@ -58,11 +59,15 @@ CASES = [
 
 
 def _operands(case, seed=0):
+  """``x`` and ``w`` from ``N(0, 1)``, and the generator for more draws."""
+  # Drawn with NumPy: a jax.random draw compiles a program per shape, and every case has its own.
   _, xs, ws, _, _ = case
-  kx, kw, kg = jax.random.split(jax.random.key(seed), 3)
-  x = jax.random.normal(kx, xs)
-  w = jax.random.normal(kw, ws)
-  return x, w, kg
+  rng = np.random.default_rng(seed)
+  return _normal(rng, xs), _normal(rng, ws), rng
+
+
+def _normal(rng, shape):
+  return jnp.asarray(rng.standard_normal(shape, np.float32))
 
 
 def _terms(case):
@@ -86,15 +91,15 @@ def _reference(index):
   thousands of small ops, takes minutes), computed once per module run.
   """
   case = CASES[index]
-  x, w, kg = _operands(case)
+  x, w, rng = _operands(case)
   # One compiled program for the three calls (all of one shape), rather than the
   # loop reference's hundreds of eagerly dispatched, separately compiled ops.
   fn = jax.jit(functools.partial(ops.conv_reference, **case[3]))
   y = fn(x, w)
-  g = jax.random.normal(kg, y.shape)
-  keys = jax.random.split(jax.random.key(7), 2 * _DIRECTIONS)
-  vxs = [jax.random.normal(k, x.shape) for k in keys[:_DIRECTIONS]]
-  vws = [jax.random.normal(k, w.shape) for k in keys[_DIRECTIONS:]]
+  g = _normal(rng, y.shape)
+  directions = np.random.default_rng(7)
+  vxs = [_normal(directions, x.shape) for _ in range(_DIRECTIONS)]
+  vws = [_normal(directions, w.shape) for _ in range(_DIRECTIONS)]
   px = [float(jnp.vdot(fn(v, w), g)) for v in vxs]
   pw = [float(jnp.vdot(fn(x, v), g)) for v in vws]
   return y, g, vxs, vws, px, pw
@@ -183,11 +188,11 @@ def test_depthwise_taps_has_no_convolution():
 def test_forward_mode_equals_reverse_mode(lowering, index):
   # <J v, g> == <v, J^T g> for the input and kernel tangents together.
   case = CASES[index]
-  x, w, kg = _operands(case)
-  vx, vw = jax.random.normal(jax.random.key(3), x.shape), jax.random.normal(jax.random.key(4), w.shape)
+  x, w, rng = _operands(case)
+  vx, vw = _normal(np.random.default_rng(3), x.shape), _normal(np.random.default_rng(4), w.shape)
   fn = lambda x, w: ops.conv(x, w, lowering=lowering, **case[3])  # noqa: E731
   y_shape = jax.eval_shape(fn, x, w).shape
-  g = jax.random.normal(kg, y_shape)
+  g = _normal(rng, y_shape)
 
   @jax.jit
   def both_sides(x, w, vx, vw, g):
@@ -208,6 +213,5 @@ def test_subpixel_with_strides_is_an_error():
 
 def test_subpixel_without_input_dilation_is_matmul():
   x, w = jnp.ones((2, 6, 6, 3)), jnp.ones((3, 3, 3, 4))
-  prims = {e.primitive.name for e in jax.make_jaxpr(
-      lambda x, w: ops.conv(x, w, strides=2, lowering="subpixel"))(x, w).eqns}
+  prims = primitives(lambda x, w: ops.conv(x, w, strides=2, lowering="subpixel"), x, w)
   assert "conv_general_dilated" not in prims and "dot_general" in prims
