@@ -18,7 +18,9 @@ import os
 import jax
 
 #: Where ``enable_compilation_cache`` writes by default, unless
-#: ``$CNNJAX_COMPILATION_CACHE`` names another directory.
+#: ``$CNNJAX_COMPILATION_CACHE`` names another directory. (The training
+#: config's ``compilation_cache_dir`` defaults to that variable too, where an
+#: empty value turns the cache off.)
 DEFAULT_DIR = os.path.join(os.path.expanduser("~"), ".cache", "cnnjax", "jax")
 
 
@@ -36,7 +38,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None,
     The absolute cache directory.
   """
   if path is None:
-    path = os.environ.get("CNNJAX_COMPILATION_CACHE", DEFAULT_DIR)
+    path = os.environ.get("CNNJAX_COMPILATION_CACHE") or DEFAULT_DIR
   if min_compile_time_s < 0:
     raise ValueError(f"min_compile_time_s must be >= 0, got {min_compile_time_s}")
   path = os.path.abspath(os.fspath(path))

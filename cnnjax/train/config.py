@@ -25,6 +25,7 @@ import difflib
 import inspect
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -128,7 +129,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.progress_bar = True  # Show a tqdm bar (process 0 only).
   c.plots = True  # Write plots/*.png at the end.
   c.tensorboard = False  # Also write TensorBoard events (needs the tensorboardX package).
-  c.compilation_cache_dir = "~/.cache/cnnjax/jax"  # Persistent XLA cache ('' disables it).
+  # Persistent XLA cache ('' disables it). Default: $CNNJAX_COMPILATION_CACHE if set ('' too).
+  c.compilation_cache_dir = os.environ.get("CNNJAX_COMPILATION_CACHE", "~/.cache/cnnjax/jax")
 
   # Several processes (cnnjax.train.distributed.initialize, called by experiments/train.py).
   c.distributed = ml_collections.ConfigDict()

@@ -131,3 +131,12 @@ def test_bfloat16_on_cpu_warns_once_saying_why(caplog, monkeypatch):
   assert config_lib.warn_about_backend(config, backend="gpu") is None
   config.model.dtype = "float32"
   assert config_lib.warn_about_backend(config, backend="cpu") is None
+
+
+def test_compilation_cache_dir_defaults_to_the_environment(monkeypatch):
+  monkeypatch.delenv("CNNJAX_COMPILATION_CACHE", raising=False)
+  assert config_lib.base_config().compilation_cache_dir == "~/.cache/cnnjax/jax"
+  monkeypatch.setenv("CNNJAX_COMPILATION_CACHE", "/scratch/xla")
+  assert config_lib.base_config().compilation_cache_dir == "/scratch/xla"
+  monkeypatch.setenv("CNNJAX_COMPILATION_CACHE", "")  # off
+  assert config_lib.base_config().compilation_cache_dir == ""
