@@ -1,10 +1,11 @@
-"""Killed and preempted runs lose nothing: SIGINT, SIGKILL at seeded-random steps, SIGKILL inside a save.
+"""Killed and preempted runs lose nothing: SIGINT, SIGTERM, SIGKILL at seeded-random steps, SIGKILL inside a save.
 
-One run of ``experiments/train.py`` (2 CPU devices, 60 steps, a checkpoint
-every 5) is stopped three times and then finished; a second, uninterrupted run
-is the reference. The interrupted run must end with the same parameters, batch
-statistics and optimizer state, bit for bit, and with one metrics line per
-step. SIGTERM is covered by ``tests/train/test_train_resume.py``.
+One run of ``experiments/train.py`` (2 CPU devices, pmap over both, 60 steps,
+a checkpoint every 5) is stopped four times and then finished; a second,
+uninterrupted run is the reference. The interrupted run must end with the same
+parameters, batch statistics, optimizer state, step and key, bit for bit, and
+with one metrics line per step: the four runs continue each other without a
+gap or a duplicate. The NNX state's resume is in ``tests/train/test_train_resume.py``.
 """
 
 import os
@@ -32,8 +33,26 @@ SLOW_SAVE = os.path.join(HERE, "slow_save_train.py")
 HOLD_S = 120  # the held-back commit; the test kills the run long before it ends
 
 
+def _stop_at_a_checkpoint(process, run, sig, after):
+  """Sends ``sig`` once the run has logged step ``after``; returns the step it stopped at.
+
+  SIGINT (Ctrl-C) and SIGTERM (preemption) both end with a checkpoint of the
+  current step and exit status 128 + the signal's number.
+  """
+  wait_for(lambda: last_logged_step(run) >= after, process, f"step {after}")
+  status, out, err = stop(process, sig)
+  assert status == 128 + sig, err[-3000:]
+  name = signal.Signals(sig).name
+  assert f"stopped by {name} at step" in err, err[-3000:]
+  stopped_at = int(err.split(f"stopped by {name} at step ")[1].split(";")[0])
+  assert after <= stopped_at < STEPS
+  assert complete_steps(run)[-1] == stopped_at
+  assert tmp_checkpoints(run) == []
+  return stopped_at, out
+
+
 @pytest.mark.slow
-def test_sigint_sigkill_and_kill_inside_a_save_resume_bit_exactly(tmp_path):
+def test_sigint_sigterm_sigkill_and_kill_inside_a_save_resume_bit_exactly(tmp_path):
   rng = np.random.default_rng(20240601)  # the kill points, reproducibly random
   cache = str(tmp_path / "cache")
   straight = str(tmp_path / "straight")
@@ -41,31 +60,27 @@ def test_sigint_sigkill_and_kill_inside_a_save_resume_bit_exactly(tmp_path):
   reference = start(train_args(straight, cache))
   process = None
   try:
-    # 1. SIGINT (Ctrl-C) after a random step: a checkpoint of the current
-    #    step, then exit status 128 + 2.
-    after = int(rng.integers(3, 13))
+    # 1. SIGINT (Ctrl-C) after a random step, then 2. SIGTERM (preemption)
+    #    after another, on the resumed run.
     process = start(train_args(run, cache))
-    wait_for(lambda: last_logged_step(run) >= after, process, f"step {after}")
-    status, _, err = stop(process, signal.SIGINT)
-    assert status == 130, err[-3000:]
-    assert "stopped by SIGINT at step" in err
-    interrupted_at = int(err.split("stopped by SIGINT at step ")[1].split(";")[0])
-    assert after <= interrupted_at < STEPS
-    assert complete_steps(run)[-1] == interrupted_at
-    assert tmp_checkpoints(run) == []
+    interrupted_at, _ = _stop_at_a_checkpoint(process, run, signal.SIGINT, int(rng.integers(3, 13)))
+    process = start(train_args(run, cache))
+    preempted_at, out = _stop_at_a_checkpoint(
+        process, run, signal.SIGTERM, interrupted_at + int(rng.integers(3, 9)))
+    assert f"resumed from checkpoint step {interrupted_at}" in out
 
-    # 2. SIGKILL after another random step: no handler runs; whatever the
+    # 3. SIGKILL after another random step: no handler runs; whatever the
     #    asynchronous writer was doing, the newest committed checkpoint is older.
-    after = interrupted_at + int(rng.integers(3, 12))
+    after = preempted_at + int(rng.integers(3, 11))
     process = start(train_args(run, cache))
     wait_for(lambda: last_logged_step(run) >= after, process, f"step {after}")
     status, out, _ = stop(process, signal.SIGKILL)
     assert status == -signal.SIGKILL
-    assert f"resumed from checkpoint step {interrupted_at}" in out
+    assert f"resumed from checkpoint step {preempted_at}" in out
     killed_with = complete_steps(run)[-1]
-    assert interrupted_at <= killed_with <= last_logged_step(run)
+    assert preempted_at <= killed_with <= last_logged_step(run)
 
-    # 3. SIGKILL inside orbax's save of step `held`: the files are written to
+    # 4. SIGKILL inside orbax's save of step `held`: the files are written to
     #    '<held>.orbax-checkpoint-tmp', whose rename to '<held>' is held back.
     held = (killed_with // 5 + 2) * 5
     assert held < STEPS
@@ -83,7 +98,7 @@ def test_sigint_sigkill_and_kill_inside_a_save_resume_bit_exactly(tmp_path):
     previous = committed[-1]
     assert held not in committed and previous < held, committed
 
-    # 4. Finish: the half-written step is never read; training resumes from
+    # 5. Finish: the half-written step is never read; training resumes from
     #    the previous complete one.
     process = start(train_args(run, cache))
     out, err = process.communicate(timeout=TIMEOUT)

@@ -1,8 +1,10 @@
-"""Interrupted runs (SIGKILL, SIGTERM) resume to the same parameters, bit for bit.
+"""An interrupted NNX run resumes to the same parameters, bit for bit.
 
-Each run is ``experiments/train.py`` in a subprocess with 2 CPU devices (pmap
-over both). The kill lands between (or during) checkpoints; the resumed run
-must end with parameters ``np.array_equal`` to a run that was never stopped.
+Each run is ``experiments/train.py --config.api=nnx`` in a subprocess with 2
+CPU devices (pmap over both). The kill lands between (or during) checkpoints;
+the resumed run must end with parameters ``np.array_equal`` to a run that was
+never stopped. The linen state's SIGINT, SIGTERM and SIGKILL resumes are in
+``tests/faults/test_faults_kill.py``.
 """
 
 import json
@@ -92,37 +94,6 @@ def _assert_equal_params(a, b):
 
 
 @pytest.mark.slow
-def test_sigterm_then_sigkill_resume_bit_exactly(tmp_path):
-  cache = str(tmp_path / "cache")
-  reference = _run(str(tmp_path / "straight"), cache)
-  assert reference["resumed_from_step"] is None
-  ref_step, ref_params = _final_params(str(tmp_path / "straight"))
-  assert ref_step == STEPS
-
-  # SIGTERM: a checkpoint at the current step, then exit status 128 + 15.
-  run = str(tmp_path / "interrupted")
-  status, stderr = _interrupt(run, cache, signal.SIGTERM, after_step=7)
-  assert status == 143, stderr[-3000:]
-  assert "SIGTERM" in stderr
-  with ocp.CheckpointManager(os.path.join(run, "checkpoints")) as manager:
-    preempted_at = manager.latest_step()
-  assert 7 <= preempted_at < STEPS
-
-  # Resume, then SIGKILL: no handler runs; the newest complete (asynchronous)
-  # checkpoint is from before the kill, wherever the kill landed.
-  status, _ = _interrupt(run, cache, signal.SIGKILL, after_step=preempted_at + 14)
-  assert status == -signal.SIGKILL
-  resumed = _run(run, cache)
-  assert preempted_at < resumed["resumed_from_step"] <= preempted_at + 14
-  _, params = _final_params(run)
-  _assert_equal_params(params, ref_params)
-  # The metrics of the three runs continue each other without duplicates.
-  with open(os.path.join(run, "metrics.jsonl")) as f:
-    train_steps = [e["step"] for e in map(json.loads, f) if e["split"] == "train"]
-  assert train_steps == list(range(1, STEPS + 1))
-
-
-@pytest.mark.slow
 def test_nnx_run_resumes_bit_exactly_after_sigkill(tmp_path):
   """``--config.api=nnx``: the checkpoints of the ``NNXTrainState`` resume as the linen ones do."""
   cache, nnx = str(tmp_path / "cache"), "--config.api=nnx"
@@ -136,3 +107,7 @@ def test_nnx_run_resumes_bit_exactly_after_sigkill(tmp_path):
   assert 5 <= resumed["resumed_from_step"] <= 17
   _, params = _final_params(run)
   _assert_equal_params(params, ref_params)
+  # The metrics of the two runs continue each other without duplicates.
+  with open(os.path.join(run, "metrics.jsonl")) as f:
+    train_steps = [e["step"] for e in map(json.loads, f) if e["split"] == "train"]
+  assert train_steps == list(range(1, STEPS + 1))
