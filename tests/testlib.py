@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import jax
@@ -25,10 +25,16 @@ KEY = jax.random.key(0)
 EPS32 = float(np.finfo(np.float32).eps)
 
 
-def normal(shape: tuple[int, ...], seed: int = 1, *, dtype: Any = jnp.float32,
-           loc: float = 0.0, scale: float = 1.0) -> jax.Array:
-  """``loc + scale * N(0, 1)`` of ``shape`` as a jax array, from NumPy's seeded legacy stream."""
-  return jnp.asarray(loc + scale * np.random.RandomState(seed).standard_normal(shape), dtype)
+def normal(shape: tuple[int, ...], seed: int | np.random.Generator = 1, *,
+           dtype: Any = jnp.float32, loc: float = 0.0, scale: float = 1.0) -> jax.Array:
+  """``loc + scale * N(0, 1)`` of ``shape`` as a jax array, drawn with NumPy.
+
+  ``seed``: an int (NumPy's seeded legacy stream) or a ``np.random.Generator``
+  to draw several arrays from one stream. NumPy draws cost nothing to
+  compile, where a ``jax.random`` draw compiles a program for every shape.
+  """
+  rng = seed if isinstance(seed, np.random.Generator) else np.random.RandomState(seed)
+  return jnp.asarray(loc + scale * rng.standard_normal(shape), dtype)
 
 
 def random(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -99,25 +105,24 @@ def init_variables(module: Any, *inputs: Any, seed: int = 0, **kwargs: Any) -> d
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-def primitives(fn: Any, *args: Any) -> collections.Counter:
-  """How many times each primitive occurs in ``fn``'s jaxpr, nested jaxprs included.
+def equations(jaxpr: Any) -> Iterator[Any]:
+  """Every equation of ``jaxpr`` (a jaxpr or closed jaxpr), nested jaxprs' included.
 
   ``ops.conv`` is a jitted function, so its primitives sit inside a ``jit``
   equation of the caller's jaxpr rather than at its top level.
   """
-  counts: collections.Counter = collections.Counter()
+  for eqn in getattr(jaxpr, "jaxpr", jaxpr).eqns:
+    yield eqn
+    for param in eqn.params.values():
+      for sub in param if isinstance(param, (tuple, list)) else (param,):
+        sub = getattr(sub, "jaxpr", sub)
+        if hasattr(sub, "eqns"):
+          yield from equations(sub)
 
-  def walk(jaxpr):
-    for eqn in jaxpr.eqns:
-      counts[eqn.primitive.name] += 1
-      for param in eqn.params.values():
-        for sub in param if isinstance(param, (tuple, list)) else (param,):
-          sub = getattr(sub, "jaxpr", sub)
-          if hasattr(sub, "eqns"):
-            walk(sub)
 
-  walk(jax.make_jaxpr(fn)(*args).jaxpr)
-  return counts
+def primitives(fn: Any, *args: Any) -> collections.Counter:
+  """How many times each primitive occurs in ``fn``'s jaxpr, nested jaxprs included."""
+  return collections.Counter(e.primitive.name for e in equations(jax.make_jaxpr(fn)(*args)))
 
 
 def model_example(name: str) -> jax.Array:

@@ -218,13 +218,16 @@ def conv(
     raise ValueError(
         f"lowering='subpixel' computes input-dilated convolutions with strides 1, "
         f"got strides={strides} with lhs_dilation={lhs_dilation}; use 'matmul' or 'lax'")
-  if isinstance(precision, list):
-    precision = tuple(precision)  # a static argument below, so hashable
   return _compiled(
       x, w, b, lowering=lowering, mode=mode, pads=pads, strides=strides,
       lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-      feature_group_count=feature_group_count, precision=precision,
+      feature_group_count=feature_group_count, precision=_hashable(precision),
       preferred_element_type=preferred_element_type, chunk=policy.CHUNK_BATCH)
+
+
+def _hashable(precision: Any) -> Any:
+  """``precision`` as a static argument of ``_compiled``: a list of two becomes a tuple."""
+  return tuple(precision) if isinstance(precision, list) else precision
 
 
 @functools.partial(jax.jit, static_argnames=(
@@ -416,14 +419,13 @@ def conv_matmul(
   to ``(N * prod(out), G, K * C_in / G)`` and multiplied by the kernel as
   ``(G, K * C_in / G, C_out / G)``.
   """
-  rank, strides, lhs_dilation, rhs_dilation, mode, pads = _normalize(
+  _, strides, lhs_dilation, rhs_dilation, mode, pads = _normalize(
       x, w, b, strides, padding, lhs_dilation, rhs_dilation, feature_group_count)
-  image = pad_spatial(dilate_spatial(x, lhs_dilation), pads, mode)
-  y = _im2col(image, w, strides, rhs_dilation, feature_group_count, precision=precision,
-              preferred_element_type=preferred_element_type)
-  if b is not None:
-    y = y + b.astype(y.dtype)
-  return y
+  return _compiled(
+      x, w, b, lowering="matmul", mode=mode, pads=pads, strides=strides,
+      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+      feature_group_count=feature_group_count, precision=_hashable(precision),
+      preferred_element_type=preferred_element_type, chunk=policy.CHUNK_BATCH)
 
 
 def _im2col(image: Array, w: Array, strides: Sequence[int], rhs_dilation: Sequence[int],

@@ -5,9 +5,11 @@ a checkpoint every 5) is stopped four times and then finished; a second,
 uninterrupted run is the reference. The interrupted run must end with the same
 parameters, batch statistics, optimizer state, step and key, bit for bit, and
 with one metrics line per step: the four runs continue each other without a
-gap or a duplicate. The NNX state's resume is in ``tests/train/test_train_resume.py``.
+gap or a duplicate. The same run with ``--config.api=nnx`` checks that the
+``NNXTrainState``'s checkpoints resume as the linen ones do.
 """
 
+import json
 import os
 import signal
 
@@ -21,6 +23,7 @@ from faults_common import (
     complete_steps,
     last_logged_step,
     restore_raw,
+    run,
     start,
     stop,
     tmp_checkpoints,
@@ -120,3 +123,26 @@ def test_sigint_sigterm_sigkill_and_kill_inside_a_save_resume_bit_exactly(tmp_pa
   assert [e["step"] for e in train_events(run)] == list(range(1, STEPS + 1))
   # Step `held` was written again, over the leftover of the killed save.
   assert tmp_checkpoints(run) == []
+
+
+@pytest.mark.slow
+def test_nnx_run_resumes_bit_exactly_after_sigkill(tmp_path):
+  """``--config.api=nnx``: the checkpoints of the ``NNXTrainState`` resume as the linen ones do."""
+  cache, nnx = str(tmp_path / "cache"), "--config.api=nnx"
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  result = run(train_args(straight, cache, nnx))
+  assert result.returncode == 0, result.stderr[-3000:]
+  ref_step, want = restore_raw(straight)
+  assert ref_step == STEPS
+  process = start(train_args(killed, cache, nnx))
+  wait_for(lambda: last_logged_step(killed) >= 17, process, "step 17")
+  status, _, err = stop(process, signal.SIGKILL)
+  assert status == -signal.SIGKILL, err[-3000:]
+  result = run(train_args(killed, cache, nnx))
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(killed, "summary.json")) as f:
+    assert 5 <= json.load(f)["resumed_from_step"] <= 17
+  _, got = restore_raw(killed)
+  assert_trees_equal(got["params"], want["params"])
+  # The metrics of the two runs continue each other without duplicates.
+  assert [e["step"] for e in train_events(killed)] == list(range(1, STEPS + 1))

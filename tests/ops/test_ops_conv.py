@@ -17,6 +17,7 @@ import pytest
 from hypothesis import assume, given, settings
 
 from cnnjax import ops
+from testlib import normal
 
 ATOL = RTOL = 1e-5
 IMPLS = (ops.conv, ops.conv_reference, ops.conv_matmul)
@@ -165,11 +166,9 @@ def conv_cases(draw, max_work=120):
 
 def _operands(case):
   """``x``, ``w``, ``b`` (or ``None``) from ``N(0, 1)``, and the generator for more draws."""
-  # Drawn with NumPy: a jax.random draw compiles a program per shape, and every case has its own.
   rng = np.random.default_rng(case["seed"])
-  x = jnp.asarray(rng.standard_normal(case["x_shape"], np.float32))
-  w = jnp.asarray(rng.standard_normal(case["w_shape"], np.float32))
-  b = jnp.asarray(rng.standard_normal(case["w_shape"][-1:], np.float32)) if case["use_bias"] else None
+  x, w = normal(case["x_shape"], rng), normal(case["w_shape"], rng)
+  b = normal(case["w_shape"][-1:], rng) if case["use_bias"] else None
   return x, w, b, rng
 
 
@@ -198,7 +197,7 @@ def test_three_formulations_agree_in_gradients(case):
   if b is None:
     b = jnp.zeros((case["w_shape"][-1],))
   out_shape = (case["x_shape"][0], *case["out"], case["w_shape"][-1])
-  cotangent = jnp.asarray(rng.standard_normal(out_shape, np.float32))
+  cotangent = normal(out_shape, rng)
 
   def grads(impl):
     loss = lambda x, w, b: jnp.sum(impl(x, w, b, **case["kwargs"]) * cotangent)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cnnjax import ops
-from testlib import primitives
+from testlib import equations, normal, primitives
 
 # Float32 rounding grows at most linearly with the number of products summed
 # into one value; 4 * eps per term, scaled by the largest value compared.
@@ -60,14 +60,9 @@ CASES = [
 
 def _operands(case, seed=0):
   """``x`` and ``w`` from ``N(0, 1)``, and the generator for more draws."""
-  # Drawn with NumPy: a jax.random draw compiles a program per shape, and every case has its own.
   _, xs, ws, _, _ = case
   rng = np.random.default_rng(seed)
-  return _normal(rng, xs), _normal(rng, ws), rng
-
-
-def _normal(rng, shape):
-  return jnp.asarray(rng.standard_normal(shape, np.float32))
+  return normal(xs, rng), normal(ws, rng), rng
 
 
 def _terms(case):
@@ -96,10 +91,10 @@ def _reference(index):
   # loop reference's hundreds of eagerly dispatched, separately compiled ops.
   fn = jax.jit(functools.partial(ops.conv_reference, **case[3]))
   y = fn(x, w)
-  g = _normal(rng, y.shape)
+  g = normal(y.shape, rng)
   directions = np.random.default_rng(7)
-  vxs = [_normal(directions, x.shape) for _ in range(_DIRECTIONS)]
-  vws = [_normal(directions, w.shape) for _ in range(_DIRECTIONS)]
+  vxs = [normal(x.shape, directions) for _ in range(_DIRECTIONS)]
+  vws = [normal(w.shape, directions) for _ in range(_DIRECTIONS)]
   px = [float(jnp.vdot(fn(v, w), g)) for v in vxs]
   pw = [float(jnp.vdot(fn(x, v), g)) for v in vws]
   return y, g, vxs, vws, px, pw
@@ -151,15 +146,8 @@ def test_formulation_equals_reference(index, lowering):
 
 def _conv_lhs_dilations(jaxpr):
   """The ``lhs_dilation`` of every convolution in a jaxpr, nested jaxprs included."""
-  found = []
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == "conv_general_dilated":
-      found.append(tuple(eqn.params["lhs_dilation"]))
-    for param in eqn.params.values():
-      sub = getattr(param, "jaxpr", param)
-      if hasattr(sub, "eqns"):
-        found += _conv_lhs_dilations(sub)
-  return found
+  return [tuple(e.params["lhs_dilation"]) for e in equations(jaxpr)
+          if e.primitive.name == "conv_general_dilated"]
 
 
 def test_subpixel_gradients_have_no_input_dilation():
@@ -189,10 +177,10 @@ def test_forward_mode_equals_reverse_mode(lowering, index):
   # <J v, g> == <v, J^T g> for the input and kernel tangents together.
   case = CASES[index]
   x, w, rng = _operands(case)
-  vx, vw = _normal(np.random.default_rng(3), x.shape), _normal(np.random.default_rng(4), w.shape)
+  vx, vw = normal(x.shape, np.random.default_rng(3)), normal(w.shape, np.random.default_rng(4))
   fn = lambda x, w: ops.conv(x, w, lowering=lowering, **case[3])  # noqa: E731
   y_shape = jax.eval_shape(fn, x, w).shape
-  g = _normal(rng, y_shape)
+  g = normal(y_shape, rng)
 
   @jax.jit
   def both_sides(x, w, vx, vw, g):

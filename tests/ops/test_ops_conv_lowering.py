@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cnnjax import layers, ops
-from testlib import assert_close, primitives
+from testlib import assert_close, normal, primitives
 
 CASES = [
     dict(x=(2, 9, 9, 3), w=(3, 3, 3, 4), kwargs=dict(padding="SAME")),
@@ -26,10 +26,8 @@ CASES = [
 
 
 def _operands(case, seed=0):
-  # Drawn with NumPy: a jax.random draw compiles a program per shape, and every case has its own.
   rng = np.random.default_rng(seed)
-  return tuple(jnp.asarray(rng.standard_normal(shape, np.float32))
-               for shape in (case["x"], case["w"], case["w"][-1:]))
+  return tuple(normal(shape, rng) for shape in (case["x"], case["w"], case["w"][-1:]))
 
 
 @pytest.mark.parametrize("lowering", ["matmul", "chunked"])

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 
 from cnnjax import ops
+from testlib import normal
 
 SQUARE = jnp.arange(1.0, 10.0).reshape(1, 3, 3, 1)
 MATERIAL_4X4 = jnp.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], jnp.float32)[None, :, :, None]
@@ -112,8 +113,7 @@ def pool_cases(draw):
 @given(pool_cases())
 def test_pools_match_loop_reference(case):
   rank, window, strides, padding, pads, spatial, seed, include = case
-  # NumPy's draw: a jax.random draw would compile a program for every drawn shape.
-  x = jnp.asarray(np.random.default_rng(seed).standard_normal((2, *spatial, 3), np.float32))
+  x = normal((2, *spatial, 3), np.random.default_rng(seed))
   # Max selects an input: equal up to the reference's float64 round trip (unit-normal x).
   np.testing.assert_allclose(
       ops.max_pool(x, window, strides, padding),
