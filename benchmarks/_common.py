@@ -199,8 +199,31 @@ def fmt_rate(summary: dict[str, Any]) -> str:
   return f"{summary['median']:,.0f} ({summary['min']:,.0f}–{summary['max']:,.0f}){flag}"
 
 
+def add_out_arguments(parser: Any, default: str | None, help: str) -> None:
+  """Adds ``--out PATH`` (default ``default``) and ``--overwrite`` to an argparse parser."""
+  parser.add_argument("--out", default=default, help=help)
+  parser.add_argument("--overwrite", action="store_true",
+                      help="replace --out if it exists (by default an existing file is kept "
+                           "and the benchmark stops before measuring)")
+
+
+def check_out(path: str | None, overwrite: bool) -> None:
+  """Stops, before anything is measured, if ``path`` exists and ``overwrite`` is false.
+
+  The default ``--out`` files are the records ``BENCHMARKS.md`` cites; a rerun
+  must not replace one unless asked.
+  """
+  if path and os.path.exists(path) and not overwrite:
+    raise SystemExit(
+        f"--out {path} exists (an earlier record, kept); pass --out NEW_PATH to write "
+        "elsewhere, or --overwrite to replace it")
+
+
 def write_json(path: str, record: dict[str, Any]) -> None:
-  """Writes ``record`` as indented JSON, creating the directory."""
+  """Writes ``record`` as indented JSON, creating the directory.
+
+  Call ``check_out`` first, at start-up: this replaces ``path`` if it exists.
+  """
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:
     json.dump(record, f, indent=2, default=str)

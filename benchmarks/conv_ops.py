@@ -273,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--only", default="", help="keep shapes whose name contains this")
   parser.add_argument("--contenders", default=",".join(CONTENDERS))
-  parser.add_argument("--out", default="benchmarks/results/conv_ops.json")
+  _common.add_out_arguments(parser, "benchmarks/results/conv_ops.json",
+                            "where the JSON record is written")
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, gradients cross-checked")
   parser.add_argument("--allow-xla-flags", action="store_true")
   parser.add_argument("--parts", action="store_true",
                       help="also time the auto lowering's forward, input gradient and kernel "
                            "gradient, each compiled alone")
   args = parser.parse_args(argv)
+  _common.check_out(args.out, args.overwrite)
   if not args.allow_xla_flags:
     _common.check_single_device_xla_flags()
   shapes = SMOKE_SHAPES if args.smoke else SHAPES

@@ -73,10 +73,11 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
   parser.add_argument("--rounds", type=int, default=5)
-  parser.add_argument("--out", default=None, help="also write the record as JSON here")
+  _common.add_out_arguments(parser, None, "also write the record as JSON here")
   parser.add_argument("--smoke", action="store_true",
                       help="digits_cnn, batch 8, one short round: correctness only, no timings")
   args = parser.parse_args()
+  _common.check_out(args.out, args.overwrite)
   if args.smoke:
     args.models, args.batch, args.seconds, args.rounds = "digits_cnn", 8, 0.1, 1
   rows, record = [], {"environment": _common.environment(), "batch": args.batch, "results": []}

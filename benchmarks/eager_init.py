@@ -23,6 +23,9 @@ import statistics
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
 MODELS = ("resnet18_cifar", "mobilenet_v2", "efficientnet_b0")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,8 +60,9 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--compare", default=None,
                       help="another checkout of cnnjax, measured in the same rounds")
-  parser.add_argument("--out", default=None, help="write the results as JSON here")
+  _common.add_out_arguments(parser, None, "write the results as JSON here")
   args = parser.parse_args()
+  _common.check_out(args.out, args.overwrite)
   roots = [ROOT] + ([os.path.abspath(args.compare)] if args.compare else [])
   cases = [(m, r) for m in args.models.split(",") if m for r in roots]
   samples: dict[tuple[str, str], list[dict[str, float]]] = {c: [] for c in cases}
@@ -75,9 +79,8 @@ def main() -> None:
                  "rounds": len(runs)})
     print(f"| {model} | {root} | {init:.2f} | {apply:.2f} |")
   if args.out:
-    with open(args.out, "w") as f:
-      json.dump({"benchmark": "eager_init", "loadavg": os.getloadavg(), "results": rows}, f,
-                indent=1)
+    _common.write_json(args.out, {"benchmark": "eager_init", "loadavg": os.getloadavg(),
+                                  "results": rows})
 
 
 if __name__ == "__main__":

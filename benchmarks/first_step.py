@@ -29,6 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 
 def one_run(model: str, batch: int, lowering: str, cache_dir: str | None, size: int) -> dict:
@@ -88,13 +89,16 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--no-cache", action="store_true")
   parser.add_argument("--size", type=int, default=32)
   parser.add_argument("--smoke", action="store_true")
-  parser.add_argument("--out", default="benchmarks/results/first_step.json")
+  _common.add_out_arguments(parser, "benchmarks/results/first_step.json",
+                            "where the JSON record is written (not with --smoke)")
   parser.add_argument("--child", default="", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:
     lowering, cache_dir = args.child.split("|")
     print(json.dumps(one_run(args.model, args.batch, lowering, cache_dir or None, args.size)))
     return 0
+  if not args.smoke:
+    _common.check_out(args.out, args.overwrite)
   if args.smoke:
     args.batch, args.size, args.runs = 2, 32, 2
   records = []
@@ -111,10 +115,8 @@ def main(argv: list[str] | None = None) -> int:
       print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in records[-1].items()), flush=True)
   if not args.smoke:
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-      json.dump({"benchmark": "first_step", "loadavg": os.getloadavg(), "results": records}, f,
-                indent=1)
+    _common.write_json(args.out, {"benchmark": "first_step", "loadavg": os.getloadavg(),
+                                  "results": records})
   return 0
 
 

@@ -131,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--warmup", type=int, default=5)
   parser.add_argument("--peak-tflops", type=float, default=None,
                       help="peak dense FLOP/s of the device in TFLOP/s (default: table lookup)")
-  parser.add_argument("--out", default="benchmarks/results/gpu_resnet50.json")
+  _common.add_out_arguments(parser, "benchmarks/results/gpu_resnet50.json",
+                            "where the JSON record is written")
   parser.add_argument("--stage-sizes", default="3,4,6,3",
                       help="bottleneck blocks per stage, comma separated (ResNet-50's by default)")
   parser.add_argument("--smoke", action="store_true",
                       help="batch 2, 32x32, float32, 2 steps, one block per stage: checks the "
                            "path runs (CPU)")
   args = parser.parse_args(argv)
+  _common.check_out(args.out, args.overwrite)
   if args.smoke:
     args.batch, args.image_size, args.dtype, args.steps, args.warmup = "2", 32, "float32", 2, 1
     args.stage_sizes = "1,1,1,1"

@@ -15,11 +15,13 @@ JAX and Flax cost plus cnnjax's own modules. Run it on an idle machine::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
 
 STATEMENTS = (
     "import jax",
@@ -52,10 +54,11 @@ def measure(statement: str, root: str = ROOT) -> float:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--rounds", type=int, default=5)
-  parser.add_argument("--out", default=None, help="also write the medians as JSON here")
+  _common.add_out_arguments(parser, None, "also write the medians as JSON here")
   parser.add_argument("--compare", default=None,
                       help="another checkout of cnnjax whose cnnjax statements are timed too")
   args = parser.parse_args()
+  _common.check_out(args.out, args.overwrite)
   cases = [(s, ROOT) for s in STATEMENTS]
   if args.compare:
     cases += [(s, os.path.abspath(args.compare)) for s in STATEMENTS if "cnnjax" in s]
@@ -71,10 +74,10 @@ def main() -> None:
     where = "this checkout" if root == ROOT else root
     print(f"| `{statement}` | {where} | {seconds:.2f} | {seconds / jax_s:.2f} |")
   if args.out:
-    with open(args.out, "w") as f:
-      json.dump({"rounds": args.rounds,
-                 "median_s": {f"{s} [{r}]": v for (s, r), v in medians.items()},
-                 "all_s": {f"{s} [{r}]": v for (s, r), v in times.items()}}, f, indent=2)
+    _common.write_json(args.out, {
+        "rounds": args.rounds,
+        "median_s": {f"{s} [{r}]": v for (s, r), v in medians.items()},
+        "all_s": {f"{s} [{r}]": v for (s, r), v in times.items()}})
 
 
 if __name__ == "__main__":

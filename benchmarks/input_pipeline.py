@@ -125,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                       "(default: a temporary directory)")
   parser.add_argument("--datasets", default=",".join(d for d, _ in DATASETS))
   parser.add_argument("--no-step", action="store_true", help="skip the training-step rates")
-  parser.add_argument("--out", default="benchmarks/results/input_pipeline.json")
+  _common.add_out_arguments(parser, "benchmarks/results/input_pipeline.json",
+                            "where the JSON record is written")
   parser.add_argument("--smoke", action="store_true", help="tiny data, a few batches")
   parser.add_argument("--allow-xla-flags", action="store_true")
   args = parser.parse_args(argv)
+  _common.check_out(args.out, args.overwrite)
   if not args.allow_xla_flags:
     _common.check_single_device_xla_flags()
   if args.smoke:

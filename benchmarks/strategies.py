@@ -42,8 +42,10 @@ def _parse(argv=None) -> argparse.Namespace:
   p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
   p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
   p.add_argument("--smoke", action="store_true", help="tiny sizes, for tests")
-  p.add_argument("--out", default="benchmarks/results/strategies.json")
+  _common.add_out_arguments(p, "benchmarks/results/strategies.json",
+                            "where the JSON record is written")
   args = p.parse_args(argv)
+  _common.check_out(args.out, args.overwrite)
   if args.smoke:
     args.seconds, args.rounds, args.batch, args.devices = 0.2, 1, 8, 2
     args.models = "lenet5"

@@ -410,11 +410,13 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
   parser.add_argument("--image-size", type=int, default=32)
-  parser.add_argument("--out", default="benchmarks/results/train_step.json")
+  _common.add_out_arguments(parser, "benchmarks/results/train_step.json",
+                            "where the JSON record is written")
   parser.add_argument("--smoke", action="store_true",
                       help="batch 8, a few steps, finite-loss checks (correctness only)")
   parser.add_argument("--allow-xla-flags", action="store_true")
   args = parser.parse_args(argv)
+  _common.check_out(args.out, args.overwrite)
   if not args.allow_xla_flags:
     _common.check_single_device_xla_flags()
   if args.smoke:

@@ -98,3 +98,34 @@ def test_cpu_dtype_smoke(tmp_path):
     assert entry[dtype]["error"] is None and entry[dtype]["median"] > 0
   assert entry["bfloat16/float32"] > 0
   assert "| digits_cnn | 8 |" in stdout
+
+
+@pytest.mark.parametrize("script", ["train_step", "first_step", "import_time"])
+def test_an_existing_out_file_is_kept_and_nothing_is_measured(tmp_path, script):
+  """A rerun stops at start-up, naming the file, rather than replacing an earlier record."""
+  out = tmp_path / "record.json"
+  out.write_text('{"earlier": "record"}\n')
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", f"{script}.py"), "--out", str(out)],
+      cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  assert f"--out {out} exists" in proc.stderr and "--overwrite" in proc.stderr, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  assert out.read_text() == '{"earlier": "record"}\n'
+
+
+def test_overwrite_is_an_explicit_choice(tmp_path):
+  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+  try:
+    import _common
+  finally:
+    sys.path.pop(0)
+  out = tmp_path / "record.json"
+  _common.check_out(str(out), overwrite=False)  # no file yet: nothing to keep
+  out.write_text("{}\n")
+  with pytest.raises(SystemExit, match="exists"):
+    _common.check_out(str(out), overwrite=False)
+  _common.check_out(str(out), overwrite=True)
+  _common.write_json(str(out), {"new": 1})
+  assert json.loads(out.read_text()) == {"new": 1}
