@@ -273,7 +273,7 @@ def _run_training(exp: setup.Experiment, workdir: str, checkpointer: Checkpointe
                               exp.parallel.max_in_flight)
   save = periodic.SaveCheckpoint(exp, checkpointer, host)
   log_train = periodic.LogTrain(config.log_every_steps, exp, start_step, host, writer, console)
-  epoch_end = periodic.EndOfEpoch(exp, host, writer, console)
+  epoch_end = periodic.EndOfEpoch(exp, host, writer, console, log_train)
   try:
     with _stop_on_signals() as stop:
       state = train(exp, state, start_step, host,

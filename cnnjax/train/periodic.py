@@ -121,7 +121,11 @@ def _line(values: dict, task) -> str:
 
 
 class LogTrain(Every):
-  """A ``train`` event every ``log_every_steps``: summed metrics, images/s, learning rate."""
+  """A ``train`` event every ``log_every_steps``: summed metrics, images/s, learning rate.
+
+  images/s is training throughput: the time of the window's steps, their data
+  and checkpoints, without the evaluations that ran in it (``exclude``).
+  """
 
   def __init__(self, every: int, experiment, start_step: int, host: HostMetrics,
                writer: metrics_lib.MetricsWriter, console: ProgressBar):
@@ -129,12 +133,17 @@ class LogTrain(Every):
     self.exp, self.start_step, self.host = experiment, start_step, host
     self.writer, self.console = writer, console
     self.window_start = time.time()
+    self.excluded = 0.0
     self.train_images, self.train_time = 0, 0.0
+
+  def exclude(self, seconds: float) -> None:
+    """Leaves ``seconds`` (an evaluation) out of the current window's time."""
+    self.excluded += seconds
 
   def run(self, step: int, state: Any) -> None:
     self.host.fetch(step)
     window = self.host.window
-    elapsed = time.time() - self.window_start
+    elapsed = time.time() - self.window_start - self.excluded
     images = len(window) * self.exp.config.batch_size
     if step - len(window) > self.start_step:  # Leave the compiling window out.
       self.train_images += images
@@ -146,6 +155,7 @@ class LogTrain(Every):
     self.console.postfix(event, self.exp.task.primary)
     window.clear()
     self.window_start = time.time()
+    self.excluded = 0.0
 
   @property
   def images_per_sec(self) -> float | None:
@@ -160,12 +170,16 @@ def evaluate(experiment, state: Any, loader) -> dict[str, float]:
 
 
 class EndOfEpoch(Every):
-  """At each epoch's end: the epoch's line; an evaluation every ``eval_every_epochs``."""
+  """At each epoch's end: the epoch's line; an evaluation every ``eval_every_epochs``.
+
+  ``log_train``'s images/s leaves the evaluations' time out (``LogTrain.exclude``).
+  """
 
   def __init__(self, experiment, host: HostMetrics, writer: metrics_lib.MetricsWriter,
-               console: ProgressBar):
+               console: ProgressBar, log_train: LogTrain | None = None):
     super().__init__(experiment.steps_per_epoch, experiment.total_steps)
     self.exp, self.host, self.writer, self.console = experiment, host, writer, console
+    self.log_train = log_train
     self.history: dict[str, Any] = {}
 
   def run(self, step: int, state: Any) -> None:
@@ -179,7 +193,10 @@ class EndOfEpoch(Every):
       line += f": train {_line(train, exp.task)}"
       self.history["train"] = train
     if epoch % config.eval_every_epochs == 0 or step == exp.total_steps:
+      started = time.time()
       result = evaluate(exp, state, exp.eval_loader)
+      if self.log_train is not None:
+        self.log_train.exclude(time.time() - started)
       self.writer.write(step, "eval", dict(result, epoch=step / exp.steps_per_epoch))
       line += f" | {config.data.eval_split} {_line(result, exp.task)}"
       if step == exp.total_steps:

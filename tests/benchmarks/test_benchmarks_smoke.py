@@ -100,6 +100,16 @@ def test_cpu_dtype_smoke(tmp_path):
   assert "| digits_cnn | 8 |" in stdout
 
 
+@pytest.mark.slow
+def test_end_to_end_smoke(tmp_path):
+  record, stdout = _run("end_to_end", tmp_path)
+  assert record["model"] == "digits_cnn" and record["steps"] == 12
+  assert len(record["end_to_end"]) == len(record["bare_step"]) == 1
+  assert record["end_to_end_median"] > 0 and record["bare_step_median"] > 0
+  assert record["ratio"] == record["end_to_end_median"] / record["bare_step_median"]
+  assert "end to end / bare step:" in stdout
+
+
 @pytest.mark.parametrize("script", ["train_step", "first_step", "import_time"])
 def test_an_existing_out_file_is_kept_and_nothing_is_measured(tmp_path, script):
   """A rerun stops at start-up, naming the file, rather than replacing an earlier record."""
