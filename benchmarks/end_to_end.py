@@ -44,7 +44,8 @@ DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "configs", "digits_cnn.py")
 def load_config(path: str, steps: int, log_every: int | None, cache_dir: str) -> Any:
   """The config of ``path`` (``'file.py'`` or ``'file.py:variant'``) cut to ``steps`` steps.
 
-  ``log_every``: ``log_every_steps``; ``None`` keeps the config's.
+  ``log_every``: ``log_every_steps``; ``None`` keeps the config's, at most a
+  quarter of ``steps`` (the first window, which compiles, is not counted).
   """
   file, _, variant = path.partition(":")
   spec = importlib.util.spec_from_file_location("benchmark_config", file)
@@ -53,8 +54,7 @@ def load_config(path: str, steps: int, log_every: int | None, cache_dir: str) ->
   config = module.get_config(variant or None)
   with config.unlocked():
     config.num_train_steps = steps
-    if log_every is not None:
-      config.log_every_steps = log_every
+    config.log_every_steps = log_every or min(config.log_every_steps, max(1, steps // 4))
     config.compilation_cache_dir = cache_dir
     config.plots = False
   return config
@@ -88,14 +88,12 @@ def bare_step(config: Any, devices: list):
   state, metrics = exp.train_step(state, batch)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t0
-  holder = {"state": state}
 
   def run(n: int) -> None:
-    s = holder["state"]
+    nonlocal state
     for _ in range(n):
-      s, m = exp.train_step(s, batch)
-    jax.block_until_ready((s, m))
-    holder["state"] = s
+      state, metrics = exp.train_step(state, batch)
+    jax.block_until_ready((state, metrics))
 
   return run, compile_s
 
@@ -123,9 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
   devices = jax.local_devices()[:args.devices]
   cache = tempfile.mkdtemp(prefix="cnnjax_e2e_cache_")
-  probe = load_config(args.config, args.steps, None, cache)
-  log_every = args.log_every or min(probe.log_every_steps, max(1, args.steps // 4))
-  config = load_config(args.config, args.steps, log_every, cache)
+  config = load_config(args.config, args.steps, args.log_every, cache)
+  log_every = config.log_every_steps
   print(f"{config.model.name} on {config.data.name}, batch {config.batch_size}, "
         f"{len(devices)} {devices[0].platform} device(s), {args.steps} steps a round, "
         f"metrics every {log_every}", flush=True)
@@ -159,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             "bare_step_median": bare_median, "ratio": ratio}
   print(_common.markdown_table(
       ["contender", "images/s median (min–max)", "rounds"],
-      [["end_to_end", f"{e2e_median:,.0f} ({min(s['images_per_s'] for s in e2e):,.0f}–"
-                      f"{max(s['images_per_s'] for s in e2e):,.0f})", len(e2e)],
-       ["bare_step", f"{bare_median:,.0f} ({min(s['images_per_s'] for s in bare):,.0f}–"
-                     f"{max(s['images_per_s'] for s in bare):,.0f})", len(bare)]]))
+      [[name, _common.fmt_rate({"median": median,
+                                "min": min(s["images_per_s"] for s in samples),
+                                "max": max(s["images_per_s"] for s in samples)}), len(samples)]
+       for name, median, samples in (("end_to_end", e2e_median, e2e),
+                                     ("bare_step", bare_median, bare))]))
   print(f"\nend to end / bare step: {ratio:.3f}")
   if args.out:
     _common.write_json(args.out, record)

@@ -97,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     lowering, cache_dir = args.child.split("|")
     print(json.dumps(one_run(args.model, args.batch, lowering, cache_dir or None, args.size)))
     return 0
-  if not args.smoke:
-    _common.check_out(args.out, args.overwrite)
   if args.smoke:
     args.batch, args.size, args.runs = 2, 32, 2
+  else:
+    _common.check_out(args.out, args.overwrite)
   records = []
   for lowering in args.lowerings.split(","):
     cache = None if args.no_cache else tempfile.mkdtemp(prefix="cnnjax_cache_")

@@ -11,14 +11,18 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _run(script, tmp_path, *args):
-  out = tmp_path / f"{script}.json"
+def _script(script, tmp_path, *args):
+  """Runs ``benchmarks/<script>.py`` with ``args`` in ``tmp_path``; the completed process."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # One CPU device, as benchmarked.
   env["TFDS_DATA_DIR"] = str(tmp_path / "tfds")
-  proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "benchmarks", f"{script}.py"), "--smoke",
-       "--out", str(out), *args],
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", f"{script}.py"), *args],
       cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+
+
+def _run(script, tmp_path, *args):
+  out = tmp_path / f"{script}.json"
+  proc = _script(script, tmp_path, "--smoke", "--out", str(out), *args)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   return json.loads(out.read_text()), proc.stdout
 
@@ -115,10 +119,7 @@ def test_an_existing_out_file_is_kept_and_nothing_is_measured(tmp_path, script):
   """A rerun stops at start-up, naming the file, rather than replacing an earlier record."""
   out = tmp_path / "record.json"
   out.write_text('{"earlier": "record"}\n')
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "benchmarks", f"{script}.py"), "--out", str(out)],
-      cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+  proc = _script(script, tmp_path, "--out", str(out))
   assert proc.returncode != 0
   assert f"--out {out} exists" in proc.stderr and "--overwrite" in proc.stderr, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
