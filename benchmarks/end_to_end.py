@@ -19,6 +19,7 @@ the rounds, so later rounds of ``end_to_end`` load their programs. Run it on
 an idle machine::
 
   python benchmarks/end_to_end.py                                       # digits_cnn, 300 steps
+  python benchmarks/end_to_end.py --checkpoint-every-epochs 5           # fewer checkpoints
   python benchmarks/end_to_end.py --config experiments/configs/digit_scenes_unet.py --steps 60
   python benchmarks/end_to_end.py --smoke                               # a few steps, for tests
 """
@@ -41,11 +42,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(ROOT, "experiments", "configs", "digits_cnn.py")
 
 
-def load_config(path: str, steps: int, log_every: int | None, cache_dir: str) -> Any:
+def load_config(path: str, steps: int, log_every: int | None, cache_dir: str,
+                checkpoint_every_epochs: int | None = None) -> Any:
   """The config of ``path`` (``'file.py'`` or ``'file.py:variant'``) cut to ``steps`` steps.
 
   ``log_every``: ``log_every_steps``; ``None`` keeps the config's, at most a
   quarter of ``steps`` (the first window, which compiles, is not counted).
+  ``checkpoint_every_epochs``: ``None`` keeps the config's.
   """
   file, _, variant = path.partition(":")
   spec = importlib.util.spec_from_file_location("benchmark_config", file)
@@ -57,6 +60,8 @@ def load_config(path: str, steps: int, log_every: int | None, cache_dir: str) ->
     config.log_every_steps = log_every or min(config.log_every_steps, max(1, steps // 4))
     config.compilation_cache_dir = cache_dir
     config.plots = False
+    if checkpoint_every_epochs is not None:
+      config.checkpoint_every_epochs = checkpoint_every_epochs
   return config
 
 
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--steps", type=int, default=300, help="training steps per round")
   parser.add_argument("--log-every", type=int, default=None,
                       help="log_every_steps (default: the config's)")
+  parser.add_argument("--checkpoint-every-epochs", type=int, default=None,
+                      help="checkpoint_every_epochs (default: the config's)")
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--devices", type=int, default=1, help="local devices the run uses")
   parser.add_argument("--smoke", action="store_true", help="12 steps, one round (tests)")
@@ -121,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
 
   devices = jax.local_devices()[:args.devices]
   cache = tempfile.mkdtemp(prefix="cnnjax_e2e_cache_")
-  config = load_config(args.config, args.steps, args.log_every, cache)
+  config = load_config(args.config, args.steps, args.log_every, cache,
+                       args.checkpoint_every_epochs)
   log_every = config.log_every_steps
   print(f"{config.model.name} on {config.data.name}, batch {config.batch_size}, "
         f"{len(devices)} {devices[0].platform} device(s), {args.steps} steps a round, "
-        f"metrics every {log_every}", flush=True)
+        f"metrics every {log_every}, a checkpoint every "
+        f"{config.checkpoint_every_epochs} epoch(s)", flush=True)
   run_bare, compile_s = bare_step(config, devices)
   # The images each bare round times: the steps the engine's figure counts (all windows but
   # the first).
@@ -151,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
   record = {"benchmark": "end_to_end", "environment": _common.environment(),
             "config": os.path.relpath(args.config, ROOT), "model": config.model.name,
             "data": config.data.name, "batch": config.batch_size, "devices": len(devices),
-            "steps": args.steps, "log_every_steps": log_every, "bare_compile_s": compile_s,
+            "steps": args.steps, "log_every_steps": log_every,
+            "checkpoint_every_epochs": config.checkpoint_every_epochs,
+            "bare_compile_s": compile_s,
             "end_to_end": e2e, "bare_step": bare, "end_to_end_median": e2e_median,
             "bare_step_median": bare_median, "ratio": ratio}
   print(_common.markdown_table(

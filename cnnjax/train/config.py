@@ -124,6 +124,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every_steps = 50  # Fetch metrics to the host, log and update the bar every N steps.
   c.eval_every_epochs = 1  # Evaluate on data.eval_split every N epochs.
   c.checkpoint_every_steps = 0  # Save every N steps (0: only at epoch ends and the end).
+  c.checkpoint_every_epochs = 1  # Save at the end of every N-th epoch (0: not at epoch ends).
   c.max_to_keep = 3  # Checkpoints to keep.
   c.async_checkpointing = True  # Write checkpoints in a background thread.
   c.progress_bar = True  # Show a tqdm bar (process 0 only).
@@ -291,9 +292,9 @@ def validate(config: Mapping[str, Any]) -> None:
     raise ValueError(
         f"set num_epochs > 0 or num_train_steps > 0; got num_epochs="
         f"{config['num_epochs']!r}, num_train_steps={config['num_train_steps']!r}")
-  if config["checkpoint_every_steps"] < 0:
-    raise ValueError(
-        f"config checkpoint_every_steps must be >= 0, got {config['checkpoint_every_steps']!r}")
+  for key in ("checkpoint_every_steps", "checkpoint_every_epochs"):
+    if config.get(key, 0) < 0:
+      raise ValueError(f"config {key} must be >= 0, got {config[key]!r}")
   if not 0.0 <= config["label_smoothing"] < 1.0:
     raise ValueError(f"config label_smoothing must be in [0, 1), got {config['label_smoothing']!r}")
   if config["mixup_alpha"] < 0 or config["cutmix_alpha"] < 0:

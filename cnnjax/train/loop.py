@@ -10,8 +10,9 @@ One loop for every experiment, in the shape of the Flax ImageNet example:
    nothing on disk; else restore the newest checkpoint (state and data
    position) or initialise the state;
 3. ``train``: run the step, then the periodic actions that are due
-   (``cnnjax.train.periodic``: log every ``log_every_steps``, evaluate and
-   checkpoint at epoch ends, checkpoint every ``checkpoint_every_steps``);
+   (``cnnjax.train.periodic``: log every ``log_every_steps``, one step late;
+   evaluate at epoch ends; checkpoint every ``checkpoint_every_epochs`` epochs
+   and every ``checkpoint_every_steps``);
 4. evaluate on ``data.test_split`` and write ``summary.json`` and the plots
    (``cnnjax.train.runs`` owns the run directory).
 
@@ -114,17 +115,20 @@ def train(exp: setup.Experiment, state: Any, start_step: int, host: periodic.Hos
   """Steps ``start_step + 1 .. exp.total_steps``; after each, the periodic actions due.
 
   The step's metrics stay on the device (``host``) until an action fetches
-  them. On SIGTERM/SIGINT (``stop``) the state is checkpointed (unless it was
-  at this step already) and ``Preempted`` raised.
+  them; work an action deferred to the next step (the train event) runs once
+  that step is queued. On SIGTERM/SIGINT (``stop``) the deferred work runs, the
+  state is checkpointed (unless it was at this step already) and ``Preempted``
+  raised.
   """
   batches = iter(exp.train_loader)
   for step in range(start_step + 1, exp.total_steps + 1):
     state, metrics = exp.train_step(state, exp.parallel.shard_batch(next(batches)))
-    host.add(metrics)
+    host.add(step, metrics)  # runs the work deferred to this point (the last train event)
     for action in actions:
       if action.due(step):
         action.run(step, state)
     if stop.signum is not None:
+      host.run_deferred()
       if save.saved_at != step:
         save.run(step, state)
       save.checkpointer.wait()
@@ -278,8 +282,8 @@ def _run_training(exp: setup.Experiment, workdir: str, checkpointer: Checkpointe
     with _stop_on_signals() as stop:
       state = train(exp, state, start_step, host,
                     [console, log_train, epoch_end, save], save, stop)
-      if host.pending:
-        host.fetch(exp.total_steps)
+      host.run_deferred()
+      host.fetch(exp.total_steps)
     checkpointer.wait()
   finally:
     console.close()

@@ -8,12 +8,16 @@ whose ``due(step)`` is true with ``run(step, state)``:
   (every ``log_every_steps`` and at the last step);
 * ``EndOfEpoch``: the epoch's line, and an evaluation on ``data.eval_split``
   every ``eval_every_epochs`` epochs and at the last step;
-* ``SaveCheckpoint``: at every epoch end, every ``checkpoint_every_steps``
-  and at the last step.
+* ``SaveCheckpoint``: at every ``checkpoint_every_epochs``-th epoch end, every
+  ``checkpoint_every_steps`` and at the last step.
 
 They share a ``HostMetrics`` buffer: step metrics stay on the device until an
-action needs them, so no step waits for the host except every
-``log_every_steps`` steps. ``clu`` itself is not used: its
+action needs them. ``LogTrain`` reads them one step late: the ``train`` event of
+step n is written once step n + 1 is dispatched, so the device computes step
+n + 1 while the host waits for step n's metrics and writes them (the
+asynchronous logging of big_vision). Only the actions that need the state of
+step n (an evaluation, a checkpoint) wait for the device with nothing queued
+behind. ``clu`` itself is not used: its
 ``periodic_actions`` assume its own metric writers and platform hooks, and it
 is not on every package index the project installs from.
 """
@@ -25,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from cnnjax.train import metrics as metrics_lib
@@ -35,29 +40,49 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class HostMetrics:
-  """Step metrics on their way to the host: pending (device), window (since the last log), epoch."""
+  """Step metrics on their way to the host: pending (device), window (since the last log), epoch.
+
+  ``defer(fn)`` holds work that reads metrics until the next step is dispatched:
+  ``add`` of step n + 1 runs it, after queuing that step.
+  """
 
   def __init__(self, host_metrics: Callable[[Any], dict], last_checkpoint: Callable[[], str],
                max_in_flight: int | None = None):
     self._host = host_metrics
     self._where = last_checkpoint
     self._max_in_flight = max_in_flight
-    self.pending: list[Any] = []
+    self.pending: list[tuple[int, Any]] = []  # (step, the step's device metrics)
     self.window: list[dict] = []
     self.epoch: list[dict] = []
+    self._deferred: list[Callable[[], None]] = []
 
-  def add(self, device_metrics: Any) -> None:
-    """Queues a step's metrics; waits for an older step if ``max_in_flight`` are running."""
-    self.pending.append(device_metrics)
+  def add(self, step: int, device_metrics: Any) -> None:
+    """Queues step ``step``'s metrics; waits for an older step if ``max_in_flight`` are
+    running; then runs the deferred work."""
+    self.pending.append((step, device_metrics))
     if self._max_in_flight and len(self.pending) > self._max_in_flight:
-      jax.block_until_ready(self.pending[-self._max_in_flight - 1])
+      jax.block_until_ready(self.pending[-self._max_in_flight - 1][1])
+    self.run_deferred()
+
+  def defer(self, work: Callable[[], None]) -> None:
+    """Runs ``work`` at the next ``add`` (or ``run_deferred``), once another step is queued."""
+    self._deferred.append(work)
+
+  def run_deferred(self) -> None:
+    """Runs the deferred work now (before a checkpoint on a stop signal, at the end)."""
+    work, self._deferred = self._deferred, []
+    for fn in work:
+      fn()
 
   def fetch(self, step: int) -> None:
-    """Moves pending metrics to the host; a ``NonFiniteLossError`` for a NaN/Inf loss or gradient."""
-    first = step - len(self.pending) + 1
-    host = [self._host(m) for m in self.pending]
-    self.pending.clear()
-    bad = metrics_lib.first_nonfinite(host, first)
+    """Moves the pending metrics of steps up to ``step`` to the host; a
+    ``NonFiniteLossError`` for a NaN/Inf loss or gradient."""
+    ready = [(s, m) for s, m in self.pending if s <= step]
+    if not ready:
+      return
+    self.pending = self.pending[len(ready):]
+    host = self._host([m for _, m in ready])
+    bad = metrics_lib.first_nonfinite(host, ready[0][0])
     if bad is not None:
       raise NonFiniteLossError(
           f"the training loss or its gradient became NaN/Inf at step {bad}; {self._where()}. "
@@ -123,8 +148,11 @@ def _line(values: dict, task) -> str:
 class LogTrain(Every):
   """A ``train`` event every ``log_every_steps``: summed metrics, images/s, learning rate.
 
-  images/s is training throughput: the time of the window's steps, their data
-  and checkpoints, without the evaluations that ran in it (``exclude``).
+  The event of step n is written once step n + 1 is queued (``HostMetrics.defer``),
+  so the device is not left idle while the host reads and writes it; at the
+  last step it is written at once. images/s is training throughput: the time of
+  the window's steps, their data and checkpoints, without the evaluations that
+  ran in it (``exclude``).
   """
 
   def __init__(self, every: int, experiment, start_step: int, host: HostMetrics,
@@ -135,12 +163,33 @@ class LogTrain(Every):
     self.window_start = time.time()
     self.excluded = 0.0
     self.train_images, self.train_time = 0, 0.0
+    self._learning_rates = self._schedule_at_logged_steps()
+
+  def _schedule_at_logged_steps(self) -> dict[int, float]:
+    """The learning rate of every step this action logs, computed now in one call.
+
+    Evaluated at log time, the schedule would be a computation queued on the
+    device behind the step in flight, and the host would wait for that step.
+    """
+    total = self.exp.total_steps
+    steps = list(range(self.steps, total + 1, self.steps)) if self.steps > 0 else []
+    steps = np.array(sorted({s for s in steps if s > self.start_step} | {total}))
+    # One compiled program: eagerly, each of the schedule's operations compiles on its own.
+    rates = jax.jit(jax.vmap(self.exp.learning_rate))(jnp.asarray(steps - 1))
+    return dict(zip(steps.tolist(), np.asarray(rates, np.float64).tolist()))
 
   def exclude(self, seconds: float) -> None:
     """Leaves ``seconds`` (an evaluation) out of the current window's time."""
     self.excluded += seconds
 
   def run(self, step: int, state: Any) -> None:
+    if step == self.final_step:
+      self.log(step)
+    else:
+      self.host.defer(lambda: self.log(step))
+
+  def log(self, step: int) -> None:
+    """Reads the metrics up to ``step`` and writes the event of the window that ends there."""
     self.host.fetch(step)
     window = self.host.window
     elapsed = time.time() - self.window_start - self.excluded
@@ -150,8 +199,7 @@ class LogTrain(Every):
       self.train_time += elapsed
     event = self.writer.write(step, "train", dict(
         self.exp.summarize(window), images_per_sec=images / max(elapsed, 1e-9),
-        learning_rate=float(self.exp.learning_rate(step - 1)),
-        epoch=step / self.exp.steps_per_epoch))
+        learning_rate=self._learning_rates[step], epoch=step / self.exp.steps_per_epoch))
     self.console.postfix(event, self.exp.task.primary)
     window.clear()
     self.window_start = time.time()
@@ -184,6 +232,7 @@ class EndOfEpoch(Every):
 
   def run(self, step: int, state: Any) -> None:
     exp, config = self.exp, self.exp.config
+    self.host.run_deferred()  # this step's train event first
     self.host.fetch(step)
     epoch = int(np.ceil(step / exp.steps_per_epoch))
     line = f"epoch {epoch}/{int(np.ceil(exp.num_epochs))} step {step}"
@@ -205,12 +254,14 @@ class EndOfEpoch(Every):
 
 
 class SaveCheckpoint(Every):
-  """Checkpoints at epoch ends, every ``checkpoint_every_steps`` and at the last step."""
+  """Checkpoints at the end of every ``checkpoint_every_epochs``-th epoch, every
+  ``checkpoint_every_steps`` and at the last step."""
 
   def __init__(self, experiment, checkpointer, host: HostMetrics):
-    spe = experiment.steps_per_epoch
-    super().__init__(experiment.config.checkpoint_every_steps, experiment.total_steps,
-                     extra=lambda step: step % spe == 0)
+    config = experiment.config
+    every = int(config.get("checkpoint_every_epochs", 1)) * experiment.steps_per_epoch
+    super().__init__(config.checkpoint_every_steps, experiment.total_steps,
+                     extra=lambda step: every > 0 and step % every == 0)
     self.exp, self.checkpointer, self.host = experiment, checkpointer, host
     self.last_step = checkpointer.latest_step()
     self.saved_at: int | None = None
@@ -222,6 +273,7 @@ class SaveCheckpoint(Every):
     return f"the last good checkpoint is step {self.last_step} in {self.checkpointer.directory}"
 
   def run(self, step: int, state: Any) -> None:
+    self.host.run_deferred()
     self.host.fetch(step)  # Never checkpoint a NaN state.
     items = self.exp.parallel.host_state(state).checkpoint_items()
     self.checkpointer.save(step, items, self.exp.train_loader.get_state())
