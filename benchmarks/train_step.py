@@ -397,6 +397,11 @@ def ratio(a: dict, b: dict | None) -> float:
   return a["median"] / b["median"]
 
 
+def _chunk_batch() -> int:
+  from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
+  return lowering_policy.CHUNK_BATCH
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--models", default=",".join(MODELS))
@@ -410,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
   parser.add_argument("--image-size", type=int, default=32)
+  parser.add_argument("--chunk-batch", type=int, default=None,
+                      help="examples per chunk of the 'chunked' lowering "
+                           "(cnnjax.ops.lowering.CHUNK_BATCH; default its value)")
   _common.add_out_arguments(parser, "benchmarks/results/train_step.json",
                             "where the JSON record is written")
   parser.add_argument("--smoke", action="store_true",
@@ -421,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     _common.check_single_device_xla_flags()
   if args.smoke:
     args.batch, args.seconds, args.rounds = "8", 0.2, 2
+  if args.chunk_batch is not None:
+    if args.chunk_batch < 1:
+      parser.error(f"--chunk-batch must be a positive integer, got {args.chunk_batch}")
+    from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
+    lowering_policy.CHUNK_BATCH = args.chunk_batch
   contenders = [c for c in args.contenders.split(",") if c]
   unknown = sorted(set(contenders) - set(CONTENDERS))
   if unknown:
@@ -438,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
 
   record: dict[str, Any] = {"benchmark": "train_step", "environment": _common.environment(),
                             "seconds": args.seconds, "rounds": args.rounds,
-                            "smoke": args.smoke, "results": []}
+                            "smoke": args.smoke, "chunk_batch": _chunk_batch(), "results": []}
   rows = []
   for batch in (int(b) for b in args.batch.split(",")):
     for model_name in models_:

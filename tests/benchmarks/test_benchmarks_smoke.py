@@ -30,7 +30,10 @@ def _run(script, tmp_path, *args):
 @pytest.mark.slow
 def test_train_step_smoke(tmp_path):
   contenders = "cnnjax,cnnjax_nnx,flax,torch" if _has_torch() else "cnnjax,cnnjax_nnx,flax"
-  record, stdout = _run("train_step", tmp_path, "--models", "lenet5", "--contenders", contenders)
+  # Chunks of 4: the batch of 8 takes the 'chunked' lowering's path with two chunks.
+  record, stdout = _run("train_step", tmp_path, "--models", "lenet5", "--contenders", contenders,
+                        "--chunk-batch", "4")
+  assert record["chunk_batch"] == 4
   (entry,) = record["results"]
   assert entry["model"] == "lenet5" and entry["batch"] == 8
   assert set(entry["contenders"]) == set(contenders.split(","))
