@@ -397,11 +397,6 @@ def ratio(a: dict, b: dict | None) -> float:
   return a["median"] / b["median"]
 
 
-def _chunk_batch() -> int:
-  from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
-  return lowering_policy.CHUNK_BATCH
-
-
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--models", default=",".join(MODELS))
@@ -429,10 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     _common.check_single_device_xla_flags()
   if args.smoke:
     args.batch, args.seconds, args.rounds = "8", 0.2, 2
+  from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
   if args.chunk_batch is not None:
     if args.chunk_batch < 1:
       parser.error(f"--chunk-batch must be a positive integer, got {args.chunk_batch}")
-    from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
     lowering_policy.CHUNK_BATCH = args.chunk_batch
   contenders = [c for c in args.contenders.split(",") if c]
   unknown = sorted(set(contenders) - set(CONTENDERS))
@@ -451,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
 
   record: dict[str, Any] = {"benchmark": "train_step", "environment": _common.environment(),
                             "seconds": args.seconds, "rounds": args.rounds,
-                            "smoke": args.smoke, "chunk_batch": _chunk_batch(), "results": []}
+                            "smoke": args.smoke, "chunk_batch": lowering_policy.CHUNK_BATCH, "results": []}
   rows = []
   for batch in (int(b) for b in args.batch.split(",")):
     for model_name in models_:

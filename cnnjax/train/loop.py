@@ -282,7 +282,6 @@ def _run_training(exp: setup.Experiment, workdir: str, checkpointer: Checkpointe
     with _stop_on_signals() as stop:
       state = train(exp, state, start_step, host,
                     [console, log_train, epoch_end, save], save, stop)
-      host.run_deferred()
       host.fetch(exp.total_steps)
     checkpointer.wait()
   finally:

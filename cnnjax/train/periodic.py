@@ -69,14 +69,19 @@ class HostMetrics:
     self._deferred.append(work)
 
   def run_deferred(self) -> None:
-    """Runs the deferred work now (before a checkpoint on a stop signal, at the end)."""
+    """Runs the deferred work now (``fetch`` does first; the loop on a stop signal)."""
     work, self._deferred = self._deferred, []
     for fn in work:
       fn()
 
   def fetch(self, step: int) -> None:
     """Moves the pending metrics of steps up to ``step`` to the host; a
-    ``NonFiniteLossError`` for a NaN/Inf loss or gradient."""
+    ``NonFiniteLossError`` for a NaN/Inf loss or gradient.
+
+    Deferred work runs first, so a train event due at an earlier step is
+    written before anything that reads later metrics.
+    """
+    self.run_deferred()
     ready = [(s, m) for s, m in self.pending if s <= step]
     if not ready:
       return
@@ -232,8 +237,7 @@ class EndOfEpoch(Every):
 
   def run(self, step: int, state: Any) -> None:
     exp, config = self.exp, self.exp.config
-    self.host.run_deferred()  # this step's train event first
-    self.host.fetch(step)
+    self.host.fetch(step)  # writes this step's pending train event first
     epoch = int(np.ceil(step / exp.steps_per_epoch))
     line = f"epoch {epoch}/{int(np.ceil(exp.num_epochs))} step {step}"
     if self.host.epoch:
@@ -273,7 +277,6 @@ class SaveCheckpoint(Every):
     return f"the last good checkpoint is step {self.last_step} in {self.checkpointer.directory}"
 
   def run(self, step: int, state: Any) -> None:
-    self.host.run_deferred()
     self.host.fetch(step)  # Never checkpoint a NaN state.
     items = self.exp.parallel.host_state(state).checkpoint_items()
     self.checkpointer.save(step, items, self.exp.train_loader.get_state())
