@@ -1,7 +1,8 @@
 """Convolution forward+backward on CPU: ``ops.conv`` (each lowering) vs ``flax.linen`` vs PyTorch.
 
 A sweep of layer shapes from the models (LeNet-5, ResNet-18-CIFAR, ResNet-50,
-MobileNet's depthwise layers, a transposed convolution), each timed as one
+MobileNet's depthwise layers, a transposed convolution, a convolution padded
+wider than its kernel reaches), each timed as one
 forward and backward pass (the gradient with respect to the kernel, and to
 the input except for a first layer, whose input gradient training never
 needs), float32, NHWC for JAX and NCHW for PyTorch. Contenders:
@@ -22,6 +23,7 @@ this sweep is the evidence for that rule. Run on an idle machine::
   python benchmarks/conv_ops.py                  # ~2 s per contender and shape
   python benchmarks/conv_ops.py --only lenet     # shapes whose name contains 'lenet'
   python benchmarks/conv_ops.py --parts          # + auto's forward / input / kernel gradient
+  python benchmarks/conv_ops.py --only transposed --phase-chunk 8   # one chunk size for every phase
   python benchmarks/conv_ops.py --smoke
 """
 
@@ -87,6 +89,9 @@ SHAPES = (
     Shape("transposed 4x4 64->64 s2 b32", 32, 16, 64, 64, 4, 2, 1, transpose=True),
     Shape("transposed 3x3 64->32 s2 b64", 64, 16, 64, 32, 3, 2, 1, transpose=True),
     Shape("transposed 4x4 128->64 s2 b32", 32, 16, 128, 64, 4, 2, 1, transpose=True),
+    # Zero padding wider than the kernel reaches (output longer than input): XLA:CPU's
+    # kernel gradient of such a convolution is slow unless the input is padded beforehand.
+    Shape("padded past reach 3x3 64->256 p2 b32", 32, 16, 64, 256, 3, padding=2),
 )
 
 SMOKE_SHAPES = (
@@ -280,10 +285,18 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--parts", action="store_true",
                       help="also time the auto lowering's forward, input gradient and kernel "
                            "gradient, each compiled alone")
+  parser.add_argument("--phase-chunk", type=int, default=None,
+                      help="examples per chunk of every 'subpixel' phase convolution "
+                           "(cnnjax.ops.lowering.PHASE_CHUNK; default: the phase_chunk rule)")
   args = parser.parse_args(argv)
   _common.check_out(args.out, args.overwrite)
   if not args.allow_xla_flags:
     _common.check_single_device_xla_flags()
+  if args.phase_chunk is not None:
+    if args.phase_chunk < 1:
+      parser.error(f"--phase-chunk must be a positive integer, got {args.phase_chunk}")
+    from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
+    lowering_policy.PHASE_CHUNK = args.phase_chunk
   shapes = SMOKE_SHAPES if args.smoke else SHAPES
   if args.smoke:
     args.seconds, args.rounds = 0.1, 1
@@ -297,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
       contenders.remove("torch")
 
   record: dict[str, Any] = {"benchmark": "conv_ops", "environment": _common.environment(),
-                            "seconds": args.seconds, "rounds": args.rounds, "results": []}
+                            "seconds": args.seconds, "rounds": args.rounds,
+                            "phase_chunk": args.phase_chunk, "results": []}
   rows, failures, part_rows = [], [], []
   for s in shapes:
     print(f"{s.name}:", flush=True)

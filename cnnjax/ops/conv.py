@@ -185,7 +185,9 @@ def conv(
       chunks of ``ops.lowering.CHUNK_BATCH`` examples, concatenated);
       ``'matmul'`` (``conv_matmul``, im2col); ``'subpixel'`` (an
       input-dilated convolution as one convolution per output phase,
-      ``conv_fast.conv_subpixel``; strides must be 1; without input dilation
+      ``conv_fast.conv_subpixel``, each in chunks of
+      ``ops.lowering.phase_chunk(N)`` examples, or a matrix product for a 1x1
+      phase kernel; strides must be 1; without input dilation
       it is ``'matmul'``); ``'taps'`` (one shifted multiply-add per kernel tap
       for a depthwise convolution, one shifted matrix product per tap
       otherwise); ``'per_group'`` (one convolution per group). ``'auto'``
@@ -222,7 +224,8 @@ def conv(
       x, w, b, lowering=lowering, mode=mode, pads=pads, strides=strides,
       lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
       feature_group_count=feature_group_count, precision=_hashable(precision),
-      preferred_element_type=preferred_element_type, chunk=policy.CHUNK_BATCH)
+      preferred_element_type=preferred_element_type, chunk=policy.CHUNK_BATCH,
+      phase_chunk=policy.phase_chunk(x.shape[0]))
 
 
 def _hashable(precision: Any) -> Any:
@@ -232,10 +235,10 @@ def _hashable(precision: Any) -> Any:
 
 @functools.partial(jax.jit, static_argnames=(
     "lowering", "mode", "pads", "strides", "lhs_dilation", "rhs_dilation",
-    "feature_group_count", "precision", "preferred_element_type", "chunk"))
+    "feature_group_count", "precision", "preferred_element_type", "chunk", "phase_chunk"))
 def _compiled(x: Array, w: Array, b: Array | None, *, lowering: str, mode: str, pads, strides,
               lhs_dilation, rhs_dilation, feature_group_count: int, precision: Any,
-              preferred_element_type: Any, chunk: int) -> Array:
+              preferred_element_type: Any, chunk: int, phase_chunk: int) -> Array:
   """``conv`` once its arguments are checked and its lowering chosen, as one jitted function.
 
   Inside a traced function this is inlined into the caller's program. Called
@@ -260,37 +263,50 @@ def _compiled(x: Array, w: Array, b: Array | None, *, lowering: str, mode: str, 
       lhs_dilation = (1,) * rank
     options = dict(precision=precision, preferred_element_type=preferred_element_type)
     y = _lowered(lowering, x, w, pads, strides, lhs_dilation, rhs_dilation, feature_group_count,
-                 options, chunk)
+                 options, chunk, phase_chunk)
   if b is not None:
     y = y + b.astype(y.dtype)
   return y
 
 
 def _lowered(lowering: str, x: Array, w: Array, pads, strides, lhs_dilation, rhs_dilation,
-             feature_group_count: int, options: dict[str, Any], chunk: int) -> Array:
+             feature_group_count: int, options: dict[str, Any], chunk: int,
+             phase_chunk: int) -> Array:
   """``conv``'s computation by ``lowering`` (padding already applied where it must be), no bias."""
   rank = x.ndim - 2
+  ones = (1,) * rank
 
-  def lax_conv(x, w, pads, rhs_dilation, groups, window_strides=strides):
+  def lax_conv(x, w, pads, rhs_dilation, groups, window_strides=strides, lhs_dilation=lhs_dilation):
     return lax.conv_general_dilated(
         x, w, window_strides=window_strides, padding=pads, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=_LAYOUT[rank],
         feature_group_count=groups, **options)
 
-  def chunked_conv(x, w, pads, rhs_dilation, groups, window_strides=strides):
+  def chunked_conv(x, w, pads, rhs_dilation, groups, window_strides=strides,
+                   lhs_dilation=lhs_dilation, chunk=chunk):
+    if all(d == 1 for d in lhs_dilation) and policy.exceeds_kernel_reach(w.shape, pads, rhs_dilation):
+      # Padded beforehand: XLA:CPU's kernel gradient is far slower when the
+      # convolution's own padding is wider than the kernel reaches.
+      x, pads = _zero_pad(x, pads), ((0, 0),) * rank
     n = x.shape[0]
     if n <= chunk:
-      return lax_conv(x, w, pads, rhs_dilation, groups, window_strides)
+      return lax_conv(x, w, pads, rhs_dilation, groups, window_strides, lhs_dilation)
     return jnp.concatenate(
-        [lax_conv(x[i:i + chunk], w, pads, rhs_dilation, groups, window_strides)
+        [lax_conv(x[i:i + chunk], w, pads, rhs_dilation, groups, window_strides, lhs_dilation)
          for i in range(0, n, chunk)], axis=0)
+
+  def phase_conv(x, w, pads, rhs_dilation, groups):
+    # A 1x1 phase kernel is a matrix product; larger ones are ordinary
+    # convolutions of the undilated input, in chunks of ``phase_chunk``.
+    if all(k == 1 for k in w.shape[:rank]):
+      return _im2col(_zero_pad(x, pads), w, ones, rhs_dilation, groups, **options)
+    return chunked_conv(x, w, pads, rhs_dilation, groups, window_strides=ones,
+                        lhs_dilation=ones, chunk=phase_chunk)
 
   if lowering == "subpixel":
     y = conv_fast.conv_subpixel(
         x, w, pads=pads, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        feature_group_count=feature_group_count,
-        inner=lambda x, w, p, d, g: _im2col(
-            _zero_pad(x, p), w, (1,) * rank, d, g, **options))
+        feature_group_count=feature_group_count, inner=phase_conv)
   elif lowering == "taps" and w.shape[-2] == 1 and feature_group_count > 1:
     y = conv_fast.conv_depthwise_taps(
         x, w, strides=strides, pads=pads, rhs_dilation=rhs_dilation, **options)
@@ -425,7 +441,8 @@ def conv_matmul(
       x, w, b, lowering="matmul", mode=mode, pads=pads, strides=strides,
       lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
       feature_group_count=feature_group_count, precision=_hashable(precision),
-      preferred_element_type=preferred_element_type, chunk=policy.CHUNK_BATCH)
+      preferred_element_type=preferred_element_type, chunk=policy.CHUNK_BATCH,
+      phase_chunk=policy.phase_chunk(x.shape[0]))
 
 
 def _im2col(image: Array, w: Array, strides: Sequence[int], rhs_dilation: Sequence[int],

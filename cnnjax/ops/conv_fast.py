@@ -18,7 +18,9 @@ derives from it, and no grouped ``conv_general_dilated``.
 They take the arguments already normalised by ``ops.conv`` (tuples of one int
 per spatial axis, explicit ``(lo, hi)`` zero pads), and ``inner``, the function
 that computes each ordinary convolution they are made of (``ops.conv`` passes
-``lax`` on the whole batch or on chunks, following ``ops.choose_lowering``).
+``lax`` on the whole batch or on chunks, following ``ops.choose_lowering``;
+for ``conv_subpixel``, ``lax`` on chunks of ``ops.lowering.phase_chunk``
+examples, or a matrix product when a phase's kernel is 1x1).
 Use them through ``ops.conv(..., lowering='subpixel' | 'taps' | 'per_group')``;
 ``ops.lowering.choose_lowering`` says when each is chosen and why.
 """

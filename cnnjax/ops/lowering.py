@@ -9,8 +9,11 @@ means a new measurement changes this file only.
 * ``choose_lowering``: the per-shape rule ``'auto'`` follows.
 * ``default_lowering``: a context in which ``'auto'`` means another lowering
   (e.g. ``'lax'`` everywhere, to measure a model against the rule).
+* ``phase_chunk``: the chunk size of a ``'subpixel'`` phase convolution;
+  ``exceeds_kernel_reach``: when a CPU lowering pads its input beforehand.
 * The thresholds (``CHUNK_BATCH``, ``CHUNK_MIN_POSITIONS``,
-  ``MATMUL_MIN_GROUPED_CHANNELS``) are module constants, read at trace time.
+  ``PER_GROUP_MAX_GROUPS``, ``PHASE_MIN_CHUNK``, ``PHASE_CHUNK``) are module constants, read
+  at trace time.
 
 Off CPU (GPU, TPU) the rule is always ``'lax'``: cuDNN and the TPU
 convolution emitters are the fast path there, and none of the CPU
@@ -42,6 +45,13 @@ CHUNK_BATCH = 16
 #: output positions per example (smaller maps, e.g. ResNet's last 4x4 stage,
 #: are faster whole).
 CHUNK_MIN_POSITIONS = 64
+#: The fewest examples per chunk of a ``'subpixel'`` phase convolution
+#: (``phase_chunk``).
+PHASE_MIN_CHUNK = 8
+#: When set, ``phase_chunk`` returns it whatever the batch: one chunk size for
+#: every phase convolution, to measure the rule against
+#: (``benchmarks/conv_ops.py --phase-chunk``).
+PHASE_CHUNK: int | None = None
 #: ``choose_lowering`` computes a grouped (not depthwise) convolution group by
 #: group only up to this many groups: each group is its own convolution in the
 #: compiled program, and 8 is the largest count measured faster.
@@ -84,6 +94,37 @@ def default_lowering(lowering: str) -> Iterator[None]:
     _DEFAULT_LOWERING.reset(token)
 
 
+def phase_chunk(batch: int, chunk: int | None = None) -> int:
+  """Examples per chunk of each output phase's convolution in the ``'subpixel'`` lowering.
+
+  A quarter of the batch, at least ``PHASE_MIN_CHUNK`` and at most ``chunk``
+  (default ``CHUNK_BATCH``): at batch 32 chunks of 8 computed the 4x4
+  stride-2 transposed convolutions of ``benchmarks/conv_ops.py`` 1.4-1.9x
+  faster (forward plus backward) than chunks of 16, and at batches 64 and 128
+  chunks of 16 were the fastest or within 10 % of it (``BENCHMARKS.md``,
+  section 18). ``PHASE_CHUNK``, when set, overrides the rule. Read at trace
+  time, like ``CHUNK_BATCH``.
+  """
+  if PHASE_CHUNK is not None:
+    return PHASE_CHUNK
+  chunk = CHUNK_BATCH if chunk is None else chunk
+  return max(PHASE_MIN_CHUNK, min(chunk, batch // 4))
+
+
+def exceeds_kernel_reach(w_shape: Sequence[int], pads: Sequence[tuple[int, int]],
+                         rhs_dilation: Sequence[int]) -> bool:
+  """Whether zero padding on some axis is wider than the dilated kernel's reach.
+
+  That is ``lo + hi > (k - 1) * dilation``: the output is longer than the
+  input on that axis, and every output at its ends sees padding only.
+  XLA:CPU computes the kernel gradient of such a convolution 8-80x slower
+  than of the same convolution on an input padded beforehand (``BENCHMARKS.md``,
+  section 18), so the CPU lowerings pad such inputs explicitly.
+  """
+  kernel = tuple(w_shape[:len(pads)])
+  return any(lo + hi > (k - 1) * d for (lo, hi), k, d in zip(pads, kernel, rhs_dilation))
+
+
 def choose_lowering(
     x_shape: Sequence[int],
     w_shape: Sequence[int],
@@ -105,8 +146,10 @@ def choose_lowering(
     one ordinary convolution of the undilated input per output phase
     (``ops.conv_fast.conv_subpixel``), 4-25x faster forward plus backward
     than XLA:CPU's ``lhs_dilation`` convolution and 3.7-5.5x faster than
-    im2col over the dilated input; a transposed convolution that also has
-    window strides is ``'matmul'``;
+    im2col over the dilated input; each phase is a ``lax`` convolution in
+    chunks of ``phase_chunk(batch)`` examples (2.1-3.0x faster again than
+    im2col per phase), or a matrix product when its kernel is 1x1. A
+    transposed convolution that also has window strides is ``'matmul'``;
   * on CPU, for a depthwise convolution (one input channel per group),
     ``'taps'``: one shifted multiply-add per kernel tap
     (``ops.conv_fast.conv_depthwise_taps``), 2.4-3.9x faster than im2col
@@ -167,9 +210,13 @@ __all__ = [
     "CHUNK_BATCH",
     "CHUNK_MIN_POSITIONS",
     "PER_GROUP_MAX_GROUPS",
+    "PHASE_CHUNK",
+    "PHASE_MIN_CHUNK",
     "LOWERINGS",
     "check_lowering",
     "choose_lowering",
     "current_default",
     "default_lowering",
+    "exceeds_kernel_reach",
+    "phase_chunk",
 ]

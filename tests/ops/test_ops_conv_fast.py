@@ -40,6 +40,13 @@ CASES = [
     ("transposed grouped", (1, 2, 2, 4), (3, 3, 2, 4), dict(padding=1, lhs_dilation=2, feature_group_count=2),
      ("subpixel",)),
     ("transposed 1-D SAME", (2, 5, 3), (4, 3, 2), dict(padding="SAME", lhs_dilation=3), ("subpixel",)),
+    # Nine examples: the phase convolutions run in chunks (of PHASE_MIN_CHUNK = 8, then 1),
+    # each on an input padded beforehand (the pads exceed the 2x2 phase kernels' reach).
+    ("transposed k4 s2 chunked phases", (9, 2, 2, 2), (4, 4, 2, 3),
+     dict(padding=((2, 3), (2, 3)), lhs_dilation=2), ("subpixel",)),
+    # Every phase kernel is 1x1: each phase is a matrix product.
+    ("transposed k2 s2 1x1 phases", (2, 3, 3, 2), (2, 2, 2, 3),
+     dict(padding=((1, 1), (1, 1)), lhs_dilation=2), ("subpixel",)),
     ("transposed 3-D", (1, 2, 2, 2, 2), (2, 2, 2, 2, 2), dict(padding=((1, 0), (0, 0), (0, 1)), lhs_dilation=(2, 1, 2)),
      ("subpixel",)),
     ("depthwise", (2, 3, 4, 4), (3, 3, 1, 4), dict(padding=1, feature_group_count=4), ("taps", "per_group")),
@@ -191,6 +198,35 @@ def test_forward_mode_equals_reverse_mode(lowering, index):
   lhs, rhs = both_sides(x, w, vx, vw, g)
   terms = _terms(case) * int(np.prod(y_shape))
   assert abs(float(lhs - rhs)) <= 4 * _EPS * terms * max(abs(float(rhs)), 1.0)
+
+
+def test_subpixel_phases_are_chunked_convolutions_or_products():
+  # 4x4 stride 2: four 2x2 phase kernels, each a convolution in chunks of phase_chunk(32) = 8;
+  # 2x2 stride 2: four 1x1 phase kernels, each a matrix product.
+  kwargs = dict(padding=((2, 3), (2, 3)), lhs_dilation=2, lowering="subpixel")
+  x = jnp.ones((32, 4, 4, 3))
+  chunk = ops.lowering.phase_chunk(32)
+  assert chunk == 8
+  prims = primitives(lambda x, w: ops.conv(x, w, **kwargs), x, jnp.ones((4, 4, 3, 2)))
+  assert prims["conv_general_dilated"] == 4 * 32 // chunk
+  kwargs["padding"] = ((1, 1), (1, 1))
+  prims = primitives(lambda x, w: ops.conv(x, w, **kwargs), x, jnp.ones((2, 2, 3, 2)))
+  assert "conv_general_dilated" not in prims and prims["dot_general"] == 4
+
+
+def test_phase_chunk_is_a_quarter_of_the_batch_within_bounds():
+  assert [ops.lowering.phase_chunk(n) for n in (4, 32, 64, 128, 512)] == [8, 8, 16, 16, 16]
+  assert ops.lowering.phase_chunk(64, chunk=32) == 16
+
+
+def test_phase_chunk_override_sets_every_phase_chunk(monkeypatch):
+  # PHASE_CHUNK (benchmarks/conv_ops.py --phase-chunk) replaces the rule, read at trace time.
+  monkeypatch.setattr(ops.lowering, "PHASE_CHUNK", 4)
+  assert [ops.lowering.phase_chunk(n) for n in (4, 32, 128)] == [4, 4, 4]
+  kwargs = dict(padding=((2, 3), (2, 3)), lhs_dilation=2, lowering="subpixel")
+  prims = primitives(lambda x, w: ops.conv(x, w, **kwargs), jnp.ones((32, 4, 4, 3)),
+                     jnp.ones((4, 4, 3, 2)))
+  assert prims["conv_general_dilated"] == 4 * 32 // 4
 
 
 def test_subpixel_with_strides_is_an_error():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cnnjax import layers, ops
-from testlib import assert_close, normal, primitives
+from testlib import assert_close, equations, normal, primitives
 
 CASES = [
     dict(x=(2, 9, 9, 3), w=(3, 3, 3, 4), kwargs=dict(padding="SAME")),
@@ -22,6 +22,9 @@ CASES = [
     dict(x=(2, 5, 5, 3), w=(3, 3, 3, 2), kwargs=dict(padding=((1, 2), (1, 2)), lhs_dilation=2)),
     dict(x=(2, 12, 3), w=(3, 3, 5), kwargs=dict(padding="CAUSAL")),
     dict(x=(1, 4, 5, 6, 2), w=(2, 2, 2, 2, 3), kwargs=dict(padding="REFLECT", strides=(1, 2, 1))),
+    # Pads wider than the kernel reaches: 'chunked' pads the input beforehand.
+    dict(x=(3, 5, 4, 2), w=(3, 2, 2, 3), kwargs=dict(padding=((2, 3), (1, 2)))),
+    dict(x=(2, 6, 2), w=(2, 2, 3), kwargs=dict(padding=((3, 1),), rhs_dilation=2)),
 ]
 
 
@@ -52,6 +55,26 @@ def test_lowering_equals_lax(case, lowering, monkeypatch):
   for a, e in zip(g_mm, g_lax):
     # Gradients sum over batch and positions too (hundreds of terms): 10x the forward rtol.
     assert_close(a, e, rtol=1e-4)
+
+
+def test_exceeds_kernel_reach():
+  reach = ops.lowering.exceeds_kernel_reach
+  assert not reach((3, 3, 2, 4), ((1, 1), (1, 1)), (1, 1))  # 'SAME'
+  assert reach((3, 3, 2, 4), ((1, 2), (1, 1)), (1, 1))
+  assert not reach((3, 3, 2, 4), ((2, 2), (0, 0)), (2, 1))  # dilated kernel reaches 4
+  assert reach((2, 2, 2, 4), ((1, 1), (0, 0)), (1, 1))
+
+
+def test_chunked_pads_beforehand_only_beyond_the_kernel_reach():
+  x, w = jnp.ones((4, 6, 6, 2)), jnp.ones((3, 3, 2, 3))
+
+  def convs(padding):
+    jaxpr = jax.make_jaxpr(lambda x, w: ops.conv(x, w, padding=padding, lowering="chunked"))(x, w)
+    return [e.params["padding"] for e in equations(jaxpr.jaxpr)
+            if e.primitive.name == "conv_general_dilated"]
+
+  assert convs(((1, 1), (1, 1))) == [((1, 1), (1, 1))]
+  assert convs(((2, 1), (1, 1))) == [((0, 0), (0, 0))]
 
 
 def _primitives(fn, *args):
