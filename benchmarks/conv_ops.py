@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--parts", action="store_true",
                       help="also time the auto lowering's forward, input gradient and kernel "
                            "gradient, each compiled alone")
+  parser.add_argument("--chunk-batch", type=int, default=None,
+                      help="examples per chunk of the 'chunked' lowering "
+                           "(cnnjax.ops.lowering.CHUNK_BATCH; default its value)")
   parser.add_argument("--phase-chunk", type=int, default=None,
                       help="examples per chunk of every 'subpixel' phase convolution "
                            "(cnnjax.ops.lowering.PHASE_CHUNK; default: the phase_chunk rule)")
@@ -292,10 +295,13 @@ def main(argv: list[str] | None = None) -> int:
   _common.check_out(args.out, args.overwrite)
   if not args.allow_xla_flags:
     _common.check_single_device_xla_flags()
+  from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
+  for flag, value in (("--chunk-batch", args.chunk_batch), ("--phase-chunk", args.phase_chunk)):
+    if value is not None and value < 1:
+      parser.error(f"{flag} must be a positive integer, got {value}")
+  if args.chunk_batch is not None:
+    lowering_policy.CHUNK_BATCH = args.chunk_batch
   if args.phase_chunk is not None:
-    if args.phase_chunk < 1:
-      parser.error(f"--phase-chunk must be a positive integer, got {args.phase_chunk}")
-    from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
     lowering_policy.PHASE_CHUNK = args.phase_chunk
   shapes = SMOKE_SHAPES if args.smoke else SHAPES
   if args.smoke:
@@ -311,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
 
   record: dict[str, Any] = {"benchmark": "conv_ops", "environment": _common.environment(),
                             "seconds": args.seconds, "rounds": args.rounds,
+                            "chunk_batch": lowering_policy.CHUNK_BATCH,
                             "phase_chunk": args.phase_chunk, "results": []}
   rows, failures, part_rows = [], [], []
   for s in shapes:

@@ -45,14 +45,17 @@ def test_train_step_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_conv_ops_smoke(tmp_path):
-  record, stdout = _run("conv_ops", tmp_path, "--parts")
+  # Chunks of one example (batch 2): the 'chunked' lowering and every 'subpixel'
+  # phase run in two chunks, and the gradient cross-check covers them.
+  record, stdout = _run("conv_ops", tmp_path, "--parts", "--chunk-batch", "1", "--phase-chunk", "1")
+  assert record["chunk_batch"] == 1 and record["phase_chunk"] == 1
   # The script cross-checks every contender's gradients and fails on a mismatch.
   assert record["failures"] == []
   assert "Parts of the auto lowering" in stdout
   names = [r["shape"]["name"] for r in record["results"]]
   assert names == ["smoke conv", "smoke depthwise", "smoke grouped", "smoke transposed"]
   for r in record["results"]:
-    assert r["auto"] in ("lax", "matmul", "taps", "per_group", "subpixel")
+    assert r["auto"] in ("lax", "chunked", "matmul", "taps", "per_group", "subpixel")
     assert r["auto"] in r["ms"]
     assert {"lax", "matmul", "flax"} <= set(r["ms"])
     assert set(r["parts_ms"]) == {"forward", "input_grad", "kernel_grad"}
