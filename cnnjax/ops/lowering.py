@@ -147,8 +147,9 @@ def choose_lowering(
     (``ops.conv_fast.conv_subpixel``), 4-25x faster forward plus backward
     than XLA:CPU's ``lhs_dilation`` convolution and 3.7-5.5x faster than
     im2col over the dilated input; each phase is a ``lax`` convolution in
-    chunks of ``phase_chunk(batch)`` examples (2.1-3.0x faster again than
-    im2col per phase), or a matrix product when its kernel is 1x1. A
+    chunks of ``phase_chunk(batch)`` examples (1.0-3.0x faster again than
+    im2col per phase, forward plus backward, on two days), or a matrix
+    product when its kernel is 1x1. A
     transposed convolution that also has window strides is ``'matmul'``;
   * on CPU, for a depthwise convolution (one input channel per group),
     ``'taps'``: one shifted multiply-add per kernel tap

@@ -44,6 +44,10 @@ CASES = [
     # each on an input padded beforehand (the pads exceed the 2x2 phase kernels' reach).
     ("transposed k4 s2 chunked phases", (9, 2, 2, 2), (4, 4, 2, 3),
      dict(padding=((2, 3), (2, 3)), lhs_dilation=2), ("subpixel",)),
+    # 3x3 stride 2, nine examples: 2x2, 2x1 and 1x2 phase kernels (chunked convolutions)
+    # and a 1x1 one (a matrix product).
+    ("transposed k3 s2 chunked and product phases", (9, 3, 3, 2), (3, 3, 2, 3),
+     dict(padding=((1, 2), (1, 2)), lhs_dilation=2), ("subpixel",)),
     # Every phase kernel is 1x1: each phase is a matrix product.
     ("transposed k2 s2 1x1 phases", (2, 3, 3, 2), (2, 2, 2, 3),
      dict(padding=((1, 1), (1, 1)), lhs_dilation=2), ("subpixel",)),
@@ -212,6 +216,9 @@ def test_subpixel_phases_are_chunked_convolutions_or_products():
   kwargs["padding"] = ((1, 1), (1, 1))
   prims = primitives(lambda x, w: ops.conv(x, w, **kwargs), x, jnp.ones((2, 2, 3, 2)))
   assert "conv_general_dilated" not in prims and prims["dot_general"] == 4
+  # 3x3 stride 2: 2x2, 2x1 and 1x2 phase kernels chunked, the 1x1 one a product.
+  prims = primitives(lambda x, w: ops.conv(x, w, **kwargs), x, jnp.ones((3, 3, 3, 2)))
+  assert prims["conv_general_dilated"] == 3 * 32 // chunk and prims["dot_general"] == 1
 
 
 def test_phase_chunk_is_a_quarter_of_the_batch_within_bounds():
