@@ -230,6 +230,30 @@ def write_json(path: str, record: dict[str, Any]) -> None:
     f.write("\n")
 
 
+def add_chunk_arguments(parser: Any, phases: bool = False) -> None:
+  """Adds ``--chunk-batch N`` (and, with ``phases``, ``--phase-chunk N``) to an argparse parser."""
+  parser.add_argument("--chunk-batch", type=int, default=None,
+                      help="examples per chunk of the 'chunked' lowering "
+                           "(cnnjax.ops.lowering.CHUNK_BATCH; default its value)")
+  if phases:
+    parser.add_argument("--phase-chunk", type=int, default=None,
+                        help="examples per chunk of every 'subpixel' phase convolution "
+                             "(cnnjax.ops.lowering.PHASE_CHUNK; default: the phase_chunk rule)")
+
+
+def set_chunk_sizes(parser: Any, args: Any) -> None:
+  """Sets ``cnnjax.ops.lowering``'s chunk sizes from ``add_chunk_arguments``'s options, for this run."""
+  from cnnjax.ops import lowering  # noqa: PLC0415
+  for flag, name, attribute in (("--chunk-batch", "chunk_batch", "CHUNK_BATCH"),
+                                ("--phase-chunk", "phase_chunk", "PHASE_CHUNK")):
+    value = getattr(args, name, None)
+    if value is None:
+      continue
+    if value < 1:
+      parser.error(f"{flag} must be a positive integer, got {value}")
+    setattr(lowering, attribute, value)
+
+
 def check_single_device_xla_flags() -> None:
   """Refuses to run with ``--xla_force_host_platform_device_count`` (test setting), which splits the CPU."""
   if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):

@@ -285,24 +285,13 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--parts", action="store_true",
                       help="also time the auto lowering's forward, input gradient and kernel "
                            "gradient, each compiled alone")
-  parser.add_argument("--chunk-batch", type=int, default=None,
-                      help="examples per chunk of the 'chunked' lowering "
-                           "(cnnjax.ops.lowering.CHUNK_BATCH; default its value)")
-  parser.add_argument("--phase-chunk", type=int, default=None,
-                      help="examples per chunk of every 'subpixel' phase convolution "
-                           "(cnnjax.ops.lowering.PHASE_CHUNK; default: the phase_chunk rule)")
+  _common.add_chunk_arguments(parser, phases=True)
   args = parser.parse_args(argv)
   _common.check_out(args.out, args.overwrite)
   if not args.allow_xla_flags:
     _common.check_single_device_xla_flags()
+  _common.set_chunk_sizes(parser, args)
   from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
-  for flag, value in (("--chunk-batch", args.chunk_batch), ("--phase-chunk", args.phase_chunk)):
-    if value is not None and value < 1:
-      parser.error(f"{flag} must be a positive integer, got {value}")
-  if args.chunk_batch is not None:
-    lowering_policy.CHUNK_BATCH = args.chunk_batch
-  if args.phase_chunk is not None:
-    lowering_policy.PHASE_CHUNK = args.phase_chunk
   shapes = SMOKE_SHAPES if args.smoke else SHAPES
   if args.smoke:
     args.seconds, args.rounds = 0.1, 1

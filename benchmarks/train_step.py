@@ -410,9 +410,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per contender")
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
   parser.add_argument("--image-size", type=int, default=32)
-  parser.add_argument("--chunk-batch", type=int, default=None,
-                      help="examples per chunk of the 'chunked' lowering "
-                           "(cnnjax.ops.lowering.CHUNK_BATCH; default its value)")
+  _common.add_chunk_arguments(parser)
   _common.add_out_arguments(parser, "benchmarks/results/train_step.json",
                             "where the JSON record is written")
   parser.add_argument("--smoke", action="store_true",
@@ -424,11 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     _common.check_single_device_xla_flags()
   if args.smoke:
     args.batch, args.seconds, args.rounds = "8", 0.2, 2
+  _common.set_chunk_sizes(parser, args)
   from cnnjax.ops import lowering as lowering_policy  # noqa: PLC0415
-  if args.chunk_batch is not None:
-    if args.chunk_batch < 1:
-      parser.error(f"--chunk-batch must be a positive integer, got {args.chunk_batch}")
-    lowering_policy.CHUNK_BATCH = args.chunk_batch
   contenders = [c for c in args.contenders.split(",") if c]
   unknown = sorted(set(contenders) - set(CONTENDERS))
   if unknown:

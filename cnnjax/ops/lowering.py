@@ -149,8 +149,8 @@ def choose_lowering(
     im2col over the dilated input; each phase is a ``lax`` convolution in
     chunks of ``phase_chunk(batch)`` examples (1.0-3.0x faster again than
     im2col per phase, forward plus backward, on two days), or a matrix
-    product when its kernel is 1x1. A
-    transposed convolution that also has window strides is ``'matmul'``;
+    product when its kernel is 1x1. A transposed convolution that also has
+    window strides is ``'matmul'``;
   * on CPU, for a depthwise convolution (one input channel per group),
     ``'taps'``: one shifted multiply-add per kernel tap
     (``ops.conv_fast.conv_depthwise_taps``), 2.4-3.9x faster than im2col
