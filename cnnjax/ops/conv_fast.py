@@ -11,7 +11,8 @@ derives from it, and no grouped ``conv_general_dilated``.
   input are never multiplied.
 * ``conv_depthwise_taps``: a depthwise convolution (one group per input
   channel) as ``prod(kernel)`` shifted multiply-adds, one per kernel tap,
-  which XLA fuses into one elementwise pass over the input.
+  which XLA fuses into one elementwise pass over the input; a primitive of
+  its own whose kernel gradient is one reduction for all taps.
 * ``conv_per_group``: a grouped convolution as one ordinary convolution per
   group, concatenated along channels.
 
@@ -27,6 +28,7 @@ Use them through ``ops.conv(..., lowering='subpixel' | 'taps' | 'per_group')``;
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -34,6 +36,8 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
 
 Array = jax.Array
 Pads = Sequence[tuple[int, int]]
@@ -154,9 +158,25 @@ def conv_depthwise_taps(
 
   ``out[n, i, c * m + j] = sum_t x_pad[n, i * stride + t * dilation, c] * w[t, 0, c * m + j]``
   for a channel multiplier ``m = C_out / C_in``: a sum of ``prod(kernel)``
-  strided slices of the padded input, each scaled per channel. Its gradients
-  are pads (for the input) and per-tap reductions (for the kernel), all
-  elementwise or reductions that XLA fuses; no convolution primitive.
+  strided slices of the padded input, each scaled per channel. No convolution
+  primitive, in the forward pass or in any derivative:
+
+  * the forward pass (and every tangent, ``jax.jvp``) is one fused
+    elementwise pass over the input;
+  * the input gradient is a sum of zero-padded products of the output
+    gradient with each tap's weights, as ``jax.grad`` derives it;
+  * the kernel gradient is **one** reduction with ``prod(kernel)`` outputs
+    (a variadic ``lax.reduce`` over the output positions, then a small sum
+    over the examples), which reads the input and the output gradient once
+    for all taps, summing half-precision products in float32. ``jax.grad``
+    of the plain tap sum gives one reduction per tap instead, which XLA:CPU
+    runs as that many passes over both operands (BENCHMARKS.md, section 22).
+
+  The tap sum is a primitive of its own (``cnnjax_depthwise_taps``),
+  bilinear in the padded input and the kernel, so that its transpose with
+  respect to the kernel can be that one reduction. It lowers to the same
+  slices and products as the plain sum; forward mode, reverse mode of any
+  order, ``vmap``, ``jit``, ``pmap`` and ``shard_map`` all apply.
 
   Args:
     x: ``(N, *spatial, C)``.
@@ -175,21 +195,183 @@ def conv_depthwise_taps(
   kernel = w.shape[:rank]
   c = x.shape[-1]
   m = w.shape[-1] // c
-  image = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+  dtype = jnp.result_type(x, w) if preferred_element_type is None else preferred_element_type
+  image = lax.pad(x.astype(dtype), jnp.zeros((), dtype),
+                  ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
   out_shape = tuple(
       (image.shape[1 + a] - ((kernel[a] - 1) * rhs_dilation[a] + 1)) // strides[a] + 1
       for a in range(rank))
-  dtype = jnp.result_type(x, w) if preferred_element_type is None else preferred_element_type
   weights = w.reshape(*kernel, c, m).astype(dtype)
-  acc = None
+  image, weights = _same_manual_axes(image, weights)
+  return _depthwise_taps_p.bind(image, weights, strides=tuple(strides),
+                                rhs_dilation=tuple(rhs_dilation), out_shape=out_shape)
+
+
+# The depthwise tap sum as a primitive. Its operands: ``image``, the padded
+# input ``(N, *padded, C)``, and ``weights``, ``(*kernel, C, m)``, both of the
+# compute dtype; its result ``(N, *out_shape, C * m)``. Parameters: ``strides``,
+# ``rhs_dilation`` and ``out_shape``, tuples of one int per spatial axis.
+
+
+def _tap_slices(image: Array, kernel: Sequence[int], strides: Sequence[int],
+                rhs_dilation: Sequence[int], out_shape: Sequence[int]):
+  """Yields ``(t, tap)`` per kernel tap ``t`` in row-major order: the strided slice of
+  ``image`` ``(N, *out_shape, C)`` that tap ``t`` multiplies."""
+  rank = len(kernel)
   for t in itertools.product(*(range(k) for k in kernel)):
     start = (0, *(t[a] * rhs_dilation[a] for a in range(rank)), 0)
     limit = (image.shape[0], *(start[1 + a] + (out_shape[a] - 1) * strides[a] + 1 for a in range(rank)),
-             c)
-    tap = lax.slice(image, start, limit, (1, *strides, 1)).astype(dtype)
+             image.shape[-1])
+    yield t, lax.slice(image, start, limit, (1, *strides, 1))
+
+
+def _tap_sum(image: Array, weights: Array, *, strides: tuple[int, ...],
+             rhs_dilation: tuple[int, ...], out_shape: tuple[int, ...]) -> Array:
+  """The primitive's value, from ordinary operations: ``(N, *out_shape, C * m)``."""
+  kernel = weights.shape[:-2]
+  acc = None
+  for t, tap in _tap_slices(image, kernel, strides, rhs_dilation, out_shape):
     term = tap[..., None] * weights[t]
     acc = term if acc is None else acc + term
-  return acc.reshape(*acc.shape[:-2], c * m)
+  return acc.reshape(*acc.shape[:-2], -1)
+
+
+def _image_cotangent(g: Array, weights: Array, image_shape: Sequence[int], *,
+                     strides: tuple[int, ...], rhs_dilation: tuple[int, ...],
+                     out_shape: tuple[int, ...]) -> Array:
+  """The transpose in ``image``: each tap's ``sum_j g[..., c, j] * w[t, c, j]``, zero-padded
+  back to where the tap read (interior padding undoes the stride). ``(N, *padded, C)``."""
+  kernel, c = weights.shape[:-2], weights.shape[-2]
+  g = g.reshape(*g.shape[:-1], c, -1)
+  rank = len(kernel)
+  acc = None
+  # Taps in reverse order: the order in which ``jax.grad`` of the plain sum adds them up,
+  # so the input gradient is the same to the bit as it was before this primitive.
+  for t in reversed(list(itertools.product(*(range(k) for k in kernel)))):
+    part = jnp.sum(g * weights[t], axis=-1)
+    config = [(0, 0, 0)]
+    for a in range(rank):
+      lo = t[a] * rhs_dilation[a]
+      last = lo + (out_shape[a] - 1) * strides[a]
+      config.append((lo, image_shape[1 + a] - 1 - last, strides[a] - 1))
+    config.append((0, 0, 0))
+    part = lax.pad(part, jnp.zeros((), part.dtype), config)
+    acc = part if acc is None else acc + part
+  return acc
+
+
+def _kernel_cotangent_by_tap(image: Array, g: Array, strides: tuple[int, ...],
+                             rhs_dilation: tuple[int, ...], kernel: tuple[int, ...]) -> Array:
+  """The transpose in ``weights`` as one reduction per tap (what ``jax.grad`` of the
+  plain sum gives): the derivatives of ``_kernel_cotangent``. ``(*kernel, C, m)``."""
+  c = image.shape[-1]
+  g = g.reshape(*g.shape[:-1], c, -1)
+  axes = tuple(range(g.ndim - 2))
+  sums = [jnp.sum(tap[..., None] * g, axis=axes)
+          for _, tap in _tap_slices(image, kernel, strides, rhs_dilation, g.shape[1:-2])]
+  return jnp.stack(sums).reshape(*kernel, *sums[0].shape)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _kernel_cotangent(image: Array, g: Array, strides: tuple[int, ...],
+                      rhs_dilation: tuple[int, ...], kernel: tuple[int, ...]) -> Array:
+  """The transpose in ``weights``: ``sum over (n, *out) of tap_t[..., c] * g[..., c, j]`` for
+  every tap ``t`` at once, one variadic reduction (then a small sum over the examples).
+  ``(*kernel, C, m)``.
+
+  Half-precision products are summed in float32 (and the sums rounded back
+  once); its derivatives (second-order gradients) are the per-tap sums of
+  ``_kernel_cotangent_by_tap``, which JAX can differentiate and transpose.
+  """
+  c = image.shape[-1]
+  m = g.shape[-1] // c
+  out_shape = g.shape[1:-1]
+  if m > 1:  # (N, *out, C, m); without a multiplier no unit axis, which XLA:CPU copies.
+    g = g.reshape(*g.shape[:-1], c, m)
+  acc_dtype = jnp.promote_types(g.dtype, jnp.float32)
+  products = tuple((tap[..., None] * g if m > 1 else tap * g).astype(acc_dtype)
+                   for _, tap in _tap_slices(image, kernel, strides, rhs_dilation, out_shape))
+  zeros = tuple(jnp.zeros((), acc_dtype) for _ in products)
+  # Over the output positions first, one partial sum per example, then over the examples:
+  # the first reduction's output has an example axis for XLA:CPU to split across threads
+  # (2-3x faster than one reduction over everything, BENCHMARKS.md section 22).
+  per_example = lax.reduce(products, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)),
+                           tuple(range(1, 1 + len(out_shape))))
+  sums = jnp.sum(jnp.stack(per_example), axis=1)
+  return sums.astype(g.dtype).reshape(*kernel, c, m)
+
+
+@_kernel_cotangent.defjvp
+def _kernel_cotangent_jvp(strides, rhs_dilation, kernel, primals, tangents):
+  (image, g), (image_dot, g_dot) = primals, tangents
+  out = _kernel_cotangent(image, g, strides, rhs_dilation, kernel)
+  # Bilinear: d(out) = out(image_dot, g) + out(image, g_dot), as per-tap sums.
+  dot = (_kernel_cotangent_by_tap(image_dot, g, strides, rhs_dilation, kernel)
+         + _kernel_cotangent_by_tap(image, g_dot, strides, rhs_dilation, kernel))
+  return out, dot.astype(out.dtype)
+
+
+def _taps_abstract_eval(image, weights, *, strides, rhs_dilation, out_shape):
+  del strides, rhs_dilation
+  return image.update(shape=(image.shape[0], *out_shape, weights.shape[-2] * weights.shape[-1]),
+                      dtype=image.dtype)
+
+
+def _taps_transpose_image(g, image, weights, **params):
+  return _image_cotangent(g, weights, image.aval.shape, **params)
+
+
+def _taps_transpose_weights(g, image, weights, *, strides, rhs_dilation, out_shape):
+  del out_shape
+  return _kernel_cotangent(image, g, strides, rhs_dilation, tuple(weights.aval.shape[:-2]))
+
+
+def _taps_batch(args, dims, **params):
+  """``vmap``: a batch of images on one kernel joins the examples; otherwise the batch joins
+  the channels (each vmapped kernel a block of channels)."""
+  image, weights = args
+  image_dim, weights_dim = dims
+  if weights_dim is None:  # not mapped
+    image = jnp.moveaxis(image, image_dim, 0)
+    b, n = image.shape[:2]
+    out = _depthwise_taps_p.bind(image.reshape(b * n, *image.shape[2:]), weights, **params)
+    return out.reshape(b, n, *out.shape[1:]), 0
+  b = weights.shape[weights_dim]
+  weights = jnp.moveaxis(weights, weights_dim, -3)  # (*kernel, B, C, m)
+  if image_dim is None:  # not mapped
+    image = jnp.broadcast_to(image[..., None, :], (*image.shape[:-1], b, image.shape[-1]))
+  else:
+    image = jnp.moveaxis(image, image_dim, -2)  # (N, *padded, B, C)
+  c, m = weights.shape[-2:]
+  out = _depthwise_taps_p.bind(image.reshape(*image.shape[:-2], b * c),
+                               weights.reshape(*weights.shape[:-3], b * c, m), **params)
+  out = out.reshape(*out.shape[:-1], b, c * m)
+  return out, out.ndim - 2
+
+
+def _same_manual_axes(image: Array, weights: Array) -> tuple[Array, Array]:
+  """Both operands made to vary along the same ``shard_map`` axes (their union).
+
+  JAX's own operations insert these casts; a primitive's operands must
+  already agree, and its result varies along the axes the image does. A
+  ``where`` whose condition is a constant ``False`` makes the cast (XLA
+  removes the select); nothing happens outside ``shard_map``.
+  """
+  image_type, weights_type = jax.typeof(image), jax.typeof(weights)
+  axes = getattr(image_type, "manual_axis_type", None)
+  if axes is not None and axes == getattr(weights_type, "manual_axis_type", None):
+    return image, weights
+  never = jnp.zeros((), bool)
+  first_image, first_weight = image.reshape(-1)[0], weights.reshape(-1)[0]
+  return (jnp.where(never, first_weight, image), jnp.where(never, first_image, weights))
+
+
+_depthwise_taps_p = Primitive("cnnjax_depthwise_taps")
+_depthwise_taps_p.def_impl(_tap_sum)
+_depthwise_taps_p.def_abstract_eval(_taps_abstract_eval)
+mlir.register_lowering(_depthwise_taps_p, mlir.lower_fun(_tap_sum, multiple_results=False))
+ad.defbilinear(_depthwise_taps_p, _taps_transpose_image, _taps_transpose_weights)
+batching.primitive_batchers[_depthwise_taps_p] = _taps_batch
 
 
 def conv_tap_matmul(

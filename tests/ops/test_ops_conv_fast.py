@@ -4,6 +4,9 @@ Values and gradients (input and kernel) over transposed, depthwise and grouped
 cases in 1-D, 2-D and 3-D, with strides, dilations, padding modes, channel
 multipliers and group counts; the sub-pixel formulation's gradients contain
 no input-dilated convolution; forward mode works through every formulation.
+The depthwise tap sum, a primitive of its own: its kernel gradient is one
+reduction, summed in float32 for bfloat16; second-order gradients, ``vmap``
+and ``shard_map`` agree with ``lax``.
 """
 
 import functools
@@ -183,10 +186,17 @@ def test_depthwise_taps_has_no_convolution():
   assert _conv_lhs_dilations(jax.make_jaxpr(fn)(x, w).jaxpr) == []
 
 
-@pytest.mark.parametrize("lowering, index", [("subpixel", 0), ("taps", 7), ("per_group", 12)])
-def test_forward_mode_equals_reverse_mode(lowering, index):
+def _case(name):
+  """The case called ``name`` (looked up by name, so that new cases may go anywhere)."""
+  return next(case for case in CASES if case[0] == name)
+
+
+@pytest.mark.parametrize("lowering, name", [
+    ("subpixel", "transposed k3 s2"), ("taps", "depthwise s2 multiplier 2"),
+    ("taps", "depthwise 3-D REFLECT"), ("per_group", "grouped 3 groups s2 dilated")])
+def test_forward_mode_equals_reverse_mode(lowering, name):
   # <J v, g> == <v, J^T g> for the input and kernel tangents together.
-  case = CASES[index]
+  case = _case(name)
   x, w, rng = _operands(case)
   vx, vw = normal(x.shape, np.random.default_rng(3)), normal(w.shape, np.random.default_rng(4))
   fn = lambda x, w: ops.conv(x, w, lowering=lowering, **case[3])  # noqa: E731
@@ -202,6 +212,134 @@ def test_forward_mode_equals_reverse_mode(lowering, index):
   lhs, rhs = both_sides(x, w, vx, vw, g)
   terms = _terms(case) * int(np.prod(y_shape))
   assert abs(float(lhs - rhs)) <= 4 * _EPS * terms * max(abs(float(rhs)), 1.0)
+
+
+def _taps(case):
+  return lambda x, w: ops.conv(x, w, lowering="taps", **case[3])  # noqa: E731
+
+
+def test_depthwise_kernel_gradient_is_one_reduction():
+  # The kernel gradient of every tap comes from one variadic reduction over the examples
+  # and output positions (one read of the input and the output gradient), not one
+  # reduction per tap (nine passes over both for a 3x3 kernel).
+  for name, taps in (("depthwise", 9), ("depthwise s2 multiplier 2", 9), ("depthwise 3-D REFLECT", 8)):
+    case = _case(name)
+    x, w, _ = _operands(case)
+    grad = jax.grad(lambda w, x: jnp.sum(jnp.sin(_taps(case)(x, w))))
+    reductions = [e for e in equations(jax.make_jaxpr(grad)(w, x).jaxpr) if e.primitive.name == "reduce"]
+    assert [len(e.outvars) for e in reductions] == [taps], name
+
+
+@pytest.mark.parametrize("name", ["depthwise s2 multiplier 2", "depthwise dilated CIRCULAR"])
+def _plain_tap_sum(x, w, strides, pads):
+  """The depthwise tap sum as plain ``jnp`` operations (what ``jax.grad`` differentiated
+  before the primitive): 2-D, undilated, ``w`` ``(kh, kw, 1, C * m)``."""
+  c, m = x.shape[-1], w.shape[-1] // x.shape[-1]
+  image = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  out = [(image.shape[1 + a] - w.shape[a]) // strides[a] + 1 for a in range(2)]
+  acc = None
+  for i in range(w.shape[0]):
+    for j in range(w.shape[1]):
+      tap = image[:, i:i + (out[0] - 1) * strides[0] + 1:strides[0],
+                  j:j + (out[1] - 1) * strides[1] + 1:strides[1]]
+      term = tap[..., None] * w[i, j, 0].reshape(c, m)
+      acc = term if acc is None else acc + term
+  return acc.reshape(*acc.shape[:-2], c * m)
+
+
+@pytest.mark.parametrize("strides, multiplier, k", [((1, 1), 1, 3), ((2, 1), 2, 5)])
+def test_depthwise_forward_and_input_gradient_equal_the_plain_sum_to_the_bit(strides, multiplier, k):
+  # Only the kernel gradient is computed differently: the forward pass and the input gradient
+  # add the same products in the same order (elementwise, no reduction to reorder), so
+  # networks with constant depthwise filters (blur, APS) train exactly as before.
+  rng = np.random.default_rng(5)
+  x, w = normal((3, 9, 8, 4), rng), normal((k, k, 1, 4 * multiplier), rng)
+  pads = ((k // 2, k // 2), (k // 2, k // 2))
+  ours = lambda x, w: ops.conv(x, w, strides=strides, padding=pads, feature_group_count=4,  # noqa: E731
+                               lowering="taps")
+  plain = lambda x, w: _plain_tap_sum(x, w, strides, pads)  # noqa: E731
+  for fn in (ours, plain):
+    assert jax.eval_shape(fn, x, w).shape == jax.eval_shape(plain, x, w).shape
+  g = normal(jax.eval_shape(plain, x, w).shape, rng)
+  run = lambda fn: jax.jit(lambda x, w, g: (fn(x, w), jax.vjp(lambda x: fn(x, w), x)[1](g)[0]))(x, w, g)  # noqa: E731
+  for a, b in zip(run(ours), run(plain)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_depthwise_second_order_equals_lax(name):
+  # Gradients of gradients (and forward over reverse) go through the kernel gradient's own
+  # derivatives; lax's depthwise convolution computes the same second derivatives.
+  case = _case(name)
+  x, w, rng = _operands(case)
+  vw = normal(w.shape, rng)
+
+  def second_order(lowering):
+    conv = lambda x, w: ops.conv(x, w, lowering=lowering, **case[3])  # noqa: E731
+    grad_w = jax.grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), argnums=1)
+    outer = jax.grad(lambda x, w: jnp.sum(jnp.tanh(grad_w(x, w))), argnums=(0, 1))(x, w)
+    hvp = jax.jvp(lambda w: grad_w(x, w), (w,), (vw,))[1]
+    return (*outer, hvp)
+
+  ours, theirs = jax.jit(lambda: second_order("taps"))(), jax.jit(lambda: second_order("lax"))()
+  # Each second derivative sums products of two first-order sums.
+  terms = _terms(case) ** 2
+  for a, b in zip(ours, theirs):
+    _assert_close(a, b, terms)
+
+
+def test_depthwise_vmap_over_kernels_and_images():
+  case = _case("depthwise s2 multiplier 2")
+  x, w, _ = _operands(case)
+  xs, ws = jnp.stack([x, -2 * x, x + 1]), jnp.stack([w, 0.5 * w, -w])
+  conv = _taps(case)
+  value_and_grads = jax.value_and_grad(lambda x, w: jnp.sum(jnp.sin(conv(x, w))), argnums=(0, 1))
+  for in_axes in ((0, None), (None, 0), (0, 0)):
+    batched = jax.jit(jax.vmap(value_and_grads, in_axes=in_axes))(xs if in_axes[0] == 0 else x,
+                                                                   ws if in_axes[1] == 0 else w)
+    for b in range(3):
+      one = value_and_grads(xs[b] if in_axes[0] == 0 else x, ws[b] if in_axes[1] == 0 else w)
+      for got, want in zip(jax.tree.leaves(batched), jax.tree.leaves(one)):
+        _assert_close(got[b], want, _terms(case))
+
+
+def test_depthwise_under_shard_map():
+  from jax.sharding import Mesh, PartitionSpec as P  # noqa: PLC0415
+  case = _case("depthwise")
+  x, w, _ = _operands(case)
+  mesh = Mesh(np.array(jax.local_devices()[:2]), ("d",))
+  conv = lambda lowering: lambda x, w: ops.conv(x, w, lowering=lowering, **case[3])  # noqa: E731
+
+  # Examples split, kernel replicated: the replicated kernel's gradient is summed over devices.
+  def grads(lowering):
+    local = lambda w, x: jax.lax.psum(jax.grad(lambda w: jnp.sum(jnp.sin(conv(lowering)(x, w))))(w), "d")  # noqa: E731
+    return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P("d")), out_specs=P()))(w, x)
+
+  _assert_close(grads("taps"), grads("lax"), _terms(case))
+  # Kernels split, image replicated: the result varies along the axis like the kernel does.
+  ws = jnp.concatenate([w, -3 * w])
+  split = jax.jit(jax.shard_map(lambda w, x: conv("taps")(x, w), mesh=mesh, in_specs=(P("d"), P()),
+                                out_specs=P("d")))
+  want = jnp.concatenate([conv("lax")(x, w), conv("lax")(x, -3 * w)])
+  _assert_close(split(ws, x), want, _terms(case))
+  with pytest.raises(ValueError, match="replication"):
+    jax.shard_map(lambda w, x: conv("taps")(x, w), mesh=mesh, in_specs=(P("d"), P()), out_specs=P())(ws, x)
+
+
+def test_depthwise_kernel_gradient_sums_bfloat16_in_float32():
+  # 64 * 16 * 16 = 16,384 products per kernel value. Summed in float32 and rounded once,
+  # the bfloat16 gradient of bfloat16 operands is off the float32 gradient of the same
+  # (rounded) operands by the rounding of each product and of the result: under 2 eps of
+  # bfloat16 relative to the largest value. Summed in bfloat16 they drifted by 0.15.
+  rng = np.random.default_rng(0)
+  x, w, g = (normal(s, rng).astype(jnp.bfloat16) for s in ((64, 16, 16, 8), (3, 3, 1, 8), (64, 16, 16, 8)))
+  conv = lambda x, w: ops.conv(x, w, padding=1, feature_group_count=8, lowering="taps")  # noqa: E731
+  dw = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
+  ours = dw(x, w, g)
+  assert ours.dtype == jnp.bfloat16
+  want = dw(*(a.astype(jnp.float32) for a in (x, w, g)))
+  scale = float(jnp.max(jnp.abs(want)))
+  error = float(jnp.max(jnp.abs(ours.astype(jnp.float32) - want)))
+  assert error <= 2 * float(jnp.finfo(jnp.bfloat16).eps) * scale, (error, scale)
 
 
 def test_subpixel_phases_are_chunked_convolutions_or_products():
