@@ -283,6 +283,10 @@ def _kernel_cotangent(image: Array, g: Array, strides: tuple[int, ...],
   once); its derivatives (second-order gradients) are the per-tap sums of
   ``_kernel_cotangent_by_tap``, which JAX can differentiate and transpose.
   """
+  # XLA folds a reduction of constants (arrays a jitted closure captures) at compile time,
+  # and its folding of a variadic reduction takes seconds to minutes; the barrier keeps
+  # the reduction a run-time computation.
+  image, g = lax.optimization_barrier((image, g))
   c = image.shape[-1]
   m = g.shape[-1] // c
   out_shape = g.shape[1:-1]
