@@ -7,6 +7,9 @@ float32, random data resident in memory, the contenders are
   ``axis_name='batch'``), ``train.create_optimizer``, ``train.create_train_state``,
   ``train.Parallel('pmap')`` on one device, ``train.train_step`` (loss, metrics,
   ``pmean`` of gradients and statistics, gradient norm), state donated;
+* ``cnnjax[N host devices]`` (``--host-devices N``): the same step data-parallel
+  over N host devices of this process, the batch split between them, as a
+  training run with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``;
 * ``cnnjax_nnx``: the same with ``config.api='nnx'``'s state: the model as a
   ``cnnjax.nnx`` module, ``nnx.Optimizer``, the same ``train.train_step``
   over an ``NNXTrainState`` (``nnx.value_and_grad``, split/merge inside the
@@ -26,6 +29,7 @@ one step) separately. Run it on an idle machine::
   python benchmarks/train_step.py --models lenet5 --batch 128,256 --lowerings auto,lax
   python benchmarks/train_step.py --models mobilenet_v2 --contenders cnnjax,torch   # no Flax twin
   python benchmarks/train_step.py --models lenet5,resnet18_cifar --contenders cnnjax,cnnjax_nnx
+  python benchmarks/train_step.py --models lenet5 --contenders cnnjax,torch --host-devices 2
   python benchmarks/train_step.py --smoke               # a few steps of everything, for tests
 """
 
@@ -90,11 +94,15 @@ def keep_single_device_collectives():
 
 def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
                      lowering: str = "auto", keep_collectives: bool = False,
-                     api: str = "linen") -> _common.Contender:
-  """The engine's ``pmap(train_step)`` on one device, with ``ops.default_lowering(lowering)``.
+                     api: str = "linen", devices: int = 1) -> _common.Contender:
+  """The engine's ``pmap(train_step)`` on ``devices`` host devices (one by default), with
+  ``ops.default_lowering(lowering)``.
 
   ``keep_collectives`` traces the step under ``keep_single_device_collectives``;
-  ``api='nnx'`` trains an ``NNXTrainState`` (``config.api='nnx'``).
+  ``api='nnx'`` trains an ``NNXTrainState`` (``config.api='nnx'``). With ``devices``
+  > 1 the batch is split over that many of the process's host devices
+  (``--host-devices``), and at most ``Parallel.max_in_flight`` steps are queued,
+  as the training loop does.
   """
   import jax
 
@@ -107,7 +115,7 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
   model = models.create(model_name, **kwargs)
   tx = train.create_optimizer({"name": "adam", "learning_rate": LEARNING_RATE},
                               {"name": "constant"}, steps_per_epoch=1, num_epochs=1)
-  parallel = train.Parallel("pmap")
+  parallel = train.Parallel("pmap", devices=jax.local_devices()[:devices])
   holder: dict[str, Any] = {}
   step = functools.partial(train.train_step, num_classes=NUM_CLASSES)
 
@@ -124,8 +132,15 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
 
   def run(n: int):
     state, batch, p_step = holder["state"], holder["batch"], holder["step"]
+    queued: list[Any] = []
     for _ in range(n):
       state, metrics = p_step(state, batch)
+      # As the training loop does (Parallel.max_in_flight): on several host devices a
+      # deep queue of steps can deadlock XLA:CPU's all-reduce (it aborted 2 of 3
+      # two-device runs of this benchmark before the limit).
+      queued.append(metrics)
+      if parallel.max_in_flight and len(queued) > parallel.max_in_flight:
+        jax.block_until_ready(queued.pop(0))
     holder["state"], holder["metrics"] = state, metrics
     jax.block_until_ready(metrics)
 
@@ -133,7 +148,9 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
     m = parallel.host_metrics(holder["metrics"])
     return float(m["loss_sum"]) / float(m["count"])
 
-  tags = ([] if lowering == "auto" else [lowering]) + (["1-device collectives kept"] if keep_collectives else [])
+  tags = (([] if lowering == "auto" else [lowering])
+          + (["1-device collectives kept"] if keep_collectives else [])
+          + ([f"{devices} host devices"] if devices > 1 else []))
   base = "cnnjax_nnx" if api == "nnx" else "cnnjax"
   name = f"{base}[{', '.join(tags)}]" if tags else base
   c = _common.Contender(name, run, len(labels), setup=setup)
@@ -378,11 +395,13 @@ def torch_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
 
 
 def build(contender: str, model_name: str, images, labels, lowerings,
-          keep: bool = False) -> list[_common.Contender]:
+          keep: bool = False, host_devices: int = 1) -> list[_common.Contender]:
   if contender == "cnnjax":
     out = [cnnjax_contender(model_name, images, labels, low) for low in lowerings]
     if keep:
       out.append(cnnjax_contender(model_name, images, labels, lowerings[0], keep_collectives=True))
+    if host_devices > 1:
+      out.append(cnnjax_contender(model_name, images, labels, lowerings[0], devices=host_devices))
     return out
   if contender == "cnnjax_nnx":
     return [cnnjax_contender(model_name, images, labels, lowerings[0], api="nnx")]
@@ -416,10 +435,22 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--smoke", action="store_true",
                       help="batch 8, a few steps, finite-loss checks (correctness only)")
   parser.add_argument("--allow-xla-flags", action="store_true")
+  parser.add_argument("--host-devices", type=int, default=1,
+                      help="also time cnnjax data-parallel over this many host devices "
+                           "(--xla_force_host_platform_device_count, set by this script), "
+                           "next to the one-device step")
   args = parser.parse_args(argv)
   _common.check_out(args.out, args.overwrite)
   if not args.allow_xla_flags:
     _common.check_single_device_xla_flags()
+  if args.host_devices < 1:
+    parser.error(f"--host-devices must be >= 1, got {args.host_devices}")
+  if args.host_devices > 1:
+    if "jax" in sys.modules or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+      parser.error("--host-devices sets XLA_FLAGS' host device count itself, before jax is "
+                   f"imported; XLA_FLAGS is {os.environ.get('XLA_FLAGS', '')!r}")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + f" --xla_force_host_platform_device_count={args.host_devices}").strip()
   if args.smoke:
     args.batch, args.seconds, args.rounds = "8", 0.2, 2
   _common.set_chunk_sizes(parser, args)
@@ -441,14 +472,15 @@ def main(argv: list[str] | None = None) -> int:
 
   record: dict[str, Any] = {"benchmark": "train_step", "environment": _common.environment(),
                             "seconds": args.seconds, "rounds": args.rounds,
-                            "smoke": args.smoke, "chunk_batch": lowering_policy.CHUNK_BATCH, "results": []}
+                            "smoke": args.smoke, "chunk_batch": lowering_policy.CHUNK_BATCH,
+                            "host_devices": args.host_devices, "results": []}
   rows = []
   for batch in (int(b) for b in args.batch.split(",")):
     for model_name in models_:
       print(f"{model_name}, batch {batch}:", flush=True)
       images, labels = synthetic_batch(batch, args.image_size)
       group = [c for name in contenders for c in build(name, model_name, images, labels, lowerings,
-                                                   args.keep_collectives)]
+                                                   args.keep_collectives, args.host_devices)]
       _common.interleave(group, args.seconds, args.rounds)
       summaries = {}
       for c in group:

@@ -31,12 +31,13 @@ def _run(script, tmp_path, *args):
 def test_train_step_smoke(tmp_path):
   contenders = "cnnjax,cnnjax_nnx,flax,torch" if _has_torch() else "cnnjax,cnnjax_nnx,flax"
   # Chunks of 4: the batch of 8 takes the 'chunked' lowering's path with two chunks.
+  # Two host devices: the same step also runs data-parallel, four examples on each.
   record, stdout = _run("train_step", tmp_path, "--models", "lenet5", "--contenders", contenders,
-                        "--chunk-batch", "4")
-  assert record["chunk_batch"] == 4
+                        "--chunk-batch", "4", "--host-devices", "2")
+  assert record["chunk_batch"] == 4 and record["host_devices"] == 2
   (entry,) = record["results"]
   assert entry["model"] == "lenet5" and entry["batch"] == 8
-  assert set(entry["contenders"]) == set(contenders.split(","))
+  assert set(entry["contenders"]) == set(contenders.split(",")) | {"cnnjax[2 host devices]"}
   for s in entry["contenders"].values():
     assert s["error"] is None and s["median"] > 0 and s["final_loss"] > 0
   assert "cnnjax/flax" in entry["ratios"] and entry["ratios"]["cnnjax_nnx/cnnjax"] > 0
