@@ -45,6 +45,15 @@ Pads = Sequence[tuple[int, int]]
 #: (stride 1 unless stated, undilated input) convolution, ``x`` ``(N, *spatial, C)``.
 InnerConv = Callable[..., Array]
 
+#: ``conv_depthwise_taps`` pads its input once, into a buffer of its own, when
+#: that buffer is smaller than this many bytes, and otherwise pads each tap's
+#: window as it reads it. glibc maps an allocation of 32 MiB or more afresh on
+#: every call and page-faults it in, which made a layer whose padded input
+#: reached that size 2.3x slower per element (a 64 x 16 x 16 x 512 float32
+#: buffer against 62 x 16 x 16 x 512); reading each tap's window with its zeros
+#: costs 1.2-2.2x in the forward pass below that size (BENCHMARKS.md, section 25).
+PAD_PER_TAP_BYTES = 32 * 2**20
+
 
 def _axis_phases(n: int, k: int, s: int, d: int, lo: int, hi: int):
   """Per output phase of one axis: the kernel taps it uses and where they read.
@@ -162,7 +171,9 @@ def conv_depthwise_taps(
   primitive, in the forward pass or in any derivative:
 
   * the forward pass (and every tangent, ``jax.jvp``) is one fused
-    elementwise pass over the input;
+    elementwise pass over the input, padded once beforehand, or, when that
+    padded copy would take ``PAD_PER_TAP_BYTES`` or more, each tap's window
+    padded as it is read;
   * the input gradient is a sum of zero-padded products of the output
     gradient with each tap's weights, as ``jax.grad`` derives it;
   * the kernel gradient is **one** reduction with ``prod(kernel)`` outputs
@@ -173,7 +184,7 @@ def conv_depthwise_taps(
     runs as that many passes over both operands (BENCHMARKS.md, section 22).
 
   The tap sum is a primitive of its own (``cnnjax_depthwise_taps``),
-  bilinear in the padded input and the kernel, so that its transpose with
+  bilinear in the (padded) input and the kernel, so that its transpose with
   respect to the kernel can be that one reduction. It lowers to the same
   slices and products as the plain sum; forward mode, reverse mode of any
   order, ``vmap``, ``jit``, ``pmap`` and ``shard_map`` all apply.
@@ -196,41 +207,71 @@ def conv_depthwise_taps(
   c = x.shape[-1]
   m = w.shape[-1] // c
   dtype = jnp.result_type(x, w) if preferred_element_type is None else preferred_element_type
-  image = lax.pad(x.astype(dtype), jnp.zeros((), dtype),
-                  ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+  pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+  padded = (x.shape[0], *(x.shape[1 + a] + pads[a][0] + pads[a][1] for a in range(rank)), c)
+  image = x.astype(dtype)
+  if math.prod(padded) * jnp.dtype(dtype).itemsize < PAD_PER_TAP_BYTES:
+    image = lax.pad(image, jnp.zeros((), dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+    pads = ((0, 0),) * rank  # Padded once: each tap reads a plain slice.
   out_shape = tuple(
-      (image.shape[1 + a] - ((kernel[a] - 1) * rhs_dilation[a] + 1)) // strides[a] + 1
+      (padded[1 + a] - ((kernel[a] - 1) * rhs_dilation[a] + 1)) // strides[a] + 1
       for a in range(rank))
   weights = w.reshape(*kernel, c, m).astype(dtype)
   image, weights = _same_manual_axes(image, weights)
   return _depthwise_taps_p.bind(image, weights, strides=tuple(strides),
-                                rhs_dilation=tuple(rhs_dilation), out_shape=out_shape)
+                                rhs_dilation=tuple(rhs_dilation), pads=pads, out_shape=out_shape)
 
 
-# The depthwise tap sum as a primitive. Its operands: ``image``, the padded
-# input ``(N, *padded, C)``, and ``weights``, ``(*kernel, C, m)``, both of the
-# compute dtype; its result ``(N, *out_shape, C * m)``. Parameters: ``strides``,
-# ``rhs_dilation`` and ``out_shape``, tuples of one int per spatial axis.
+# The depthwise tap sum as a primitive. Its operands: ``image``, the input
+# ``(N, *spatial, C)``, padded beforehand or not, and ``weights``, ``(*kernel, C, m)``,
+# both of the compute dtype; its result ``(N, *out_shape, C * m)``. Parameters:
+# ``strides``, ``rhs_dilation`` and ``out_shape``, tuples of one int per spatial axis,
+# and ``pads``, the zeros ``(lo, hi)`` per spatial axis that each tap adds to the
+# window it reads (all zero when ``image`` was padded beforehand).
+
+
+def _tap_window(n: int, out: int, start: int, stride: int) -> tuple[int, int, int, int]:
+  """Along one axis of length ``n``, which of the ``out`` positions ``start + k * stride``
+  are inside: ``(first, last, zeros_before, zeros_after)``, the input indices of the first
+  and the last inside and how many fall outside before and after them; ``first > last``
+  when none is inside."""
+  k_first = 0 if start >= 0 else -(start // stride)  # ceil(-start / stride)
+  k_last = min(out - 1, (n - 1 - start) // stride) if start <= n - 1 else -1
+  if k_first > k_last:
+    return 0, -1, out, 0
+  return start + k_first * stride, start + k_last * stride, k_first, out - 1 - k_last
 
 
 def _tap_slices(image: Array, kernel: Sequence[int], strides: Sequence[int],
-                rhs_dilation: Sequence[int], out_shape: Sequence[int]):
-  """Yields ``(t, tap)`` per kernel tap ``t`` in row-major order: the strided slice of
-  ``image`` ``(N, *out_shape, C)`` that tap ``t`` multiplies."""
+                rhs_dilation: Sequence[int], pads: Sequence[tuple[int, int]],
+                out_shape: Sequence[int]):
+  """Yields ``(t, tap)`` per kernel tap ``t`` in row-major order: what tap ``t``
+  multiplies, ``(N, *out_shape, C)``, the strided window of ``image`` zero-padded by
+  ``pads``: a strided slice of ``image`` with the zeros the window reaches added (none
+  when ``pads`` are zero)."""
   rank = len(kernel)
   for t in itertools.product(*(range(k) for k in kernel)):
-    start = (0, *(t[a] * rhs_dilation[a] for a in range(rank)), 0)
-    limit = (image.shape[0], *(start[1 + a] + (out_shape[a] - 1) * strides[a] + 1 for a in range(rank)),
-             image.shape[-1])
-    yield t, lax.slice(image, start, limit, (1, *strides, 1))
+    windows = [_tap_window(image.shape[1 + a], out_shape[a], t[a] * rhs_dilation[a] - pads[a][0],
+                           strides[a]) for a in range(rank)]
+    if any(first > last for first, last, _, _ in windows):  # Only zeros along some axis.
+      yield t, jnp.zeros((image.shape[0], *out_shape, image.shape[-1]), image.dtype)
+      continue
+    tap = lax.slice(image, (0, *(first for first, _, _, _ in windows), 0),
+                    (image.shape[0], *(last + 1 for _, last, _, _ in windows), image.shape[-1]),
+                    (1, *strides, 1))
+    if any(before or after for _, _, before, after in windows):
+      tap = lax.pad(tap, jnp.zeros((), tap.dtype),
+                    ((0, 0, 0), *((before, after, 0) for _, _, before, after in windows), (0, 0, 0)))
+    yield t, tap
 
 
 def _tap_sum(image: Array, weights: Array, *, strides: tuple[int, ...],
-             rhs_dilation: tuple[int, ...], out_shape: tuple[int, ...]) -> Array:
+             rhs_dilation: tuple[int, ...], pads: tuple[tuple[int, int], ...],
+             out_shape: tuple[int, ...]) -> Array:
   """The primitive's value, from ordinary operations: ``(N, *out_shape, C * m)``."""
   kernel = weights.shape[:-2]
   acc = None
-  for t, tap in _tap_slices(image, kernel, strides, rhs_dilation, out_shape):
+  for t, tap in _tap_slices(image, kernel, strides, rhs_dilation, pads, out_shape):
     term = tap[..., None] * weights[t]
     acc = term if acc is None else acc + term
   return acc.reshape(*acc.shape[:-2], -1)
@@ -238,9 +279,10 @@ def _tap_sum(image: Array, weights: Array, *, strides: tuple[int, ...],
 
 def _image_cotangent(g: Array, weights: Array, image_shape: Sequence[int], *,
                      strides: tuple[int, ...], rhs_dilation: tuple[int, ...],
-                     out_shape: tuple[int, ...]) -> Array:
-  """The transpose in ``image``: each tap's ``sum_j g[..., c, j] * w[t, c, j]``, zero-padded
-  back to where the tap read (interior padding undoes the stride). ``(N, *padded, C)``."""
+                     pads: tuple[tuple[int, int], ...], out_shape: tuple[int, ...]) -> Array:
+  """The transpose in ``image``: each tap's ``sum_j g[..., c, j] * w[t, c, j]``, padded
+  back to where the tap read (interior padding undoes the stride; negative edge padding
+  drops what fell on the zeros of ``pads``). ``image_shape``."""
   kernel, c = weights.shape[:-2], weights.shape[-2]
   g = g.reshape(*g.shape[:-1], c, -1)
   rank = len(kernel)
@@ -251,7 +293,7 @@ def _image_cotangent(g: Array, weights: Array, image_shape: Sequence[int], *,
     part = jnp.sum(g * weights[t], axis=-1)
     config = [(0, 0, 0)]
     for a in range(rank):
-      lo = t[a] * rhs_dilation[a]
+      lo = t[a] * rhs_dilation[a] - pads[a][0]
       last = lo + (out_shape[a] - 1) * strides[a]
       config.append((lo, image_shape[1 + a] - 1 - last, strides[a] - 1))
     config.append((0, 0, 0))
@@ -261,20 +303,22 @@ def _image_cotangent(g: Array, weights: Array, image_shape: Sequence[int], *,
 
 
 def _kernel_cotangent_by_tap(image: Array, g: Array, strides: tuple[int, ...],
-                             rhs_dilation: tuple[int, ...], kernel: tuple[int, ...]) -> Array:
+                             rhs_dilation: tuple[int, ...], pads: tuple[tuple[int, int], ...],
+                             kernel: tuple[int, ...]) -> Array:
   """The transpose in ``weights`` as one reduction per tap (what ``jax.grad`` of the
   plain sum gives): the derivatives of ``_kernel_cotangent``. ``(*kernel, C, m)``."""
   c = image.shape[-1]
   g = g.reshape(*g.shape[:-1], c, -1)
   axes = tuple(range(g.ndim - 2))
   sums = [jnp.sum(tap[..., None] * g, axis=axes)
-          for _, tap in _tap_slices(image, kernel, strides, rhs_dilation, g.shape[1:-2])]
+          for _, tap in _tap_slices(image, kernel, strides, rhs_dilation, pads, g.shape[1:-2])]
   return jnp.stack(sums).reshape(*kernel, *sums[0].shape)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
 def _kernel_cotangent(image: Array, g: Array, strides: tuple[int, ...],
-                      rhs_dilation: tuple[int, ...], kernel: tuple[int, ...]) -> Array:
+                      rhs_dilation: tuple[int, ...], pads: tuple[tuple[int, int], ...],
+                      kernel: tuple[int, ...]) -> Array:
   """The transpose in ``weights``: ``sum over (n, *out) of tap_t[..., c] * g[..., c, j]`` for
   every tap ``t`` at once, one variadic reduction (then a small sum over the examples).
   ``(*kernel, C, m)``.
@@ -294,7 +338,7 @@ def _kernel_cotangent(image: Array, g: Array, strides: tuple[int, ...],
     g = g.reshape(*g.shape[:-1], c, m)
   acc_dtype = jnp.promote_types(g.dtype, jnp.float32)
   products = tuple((tap[..., None] * g if m > 1 else tap * g).astype(acc_dtype)
-                   for _, tap in _tap_slices(image, kernel, strides, rhs_dilation, out_shape))
+                   for _, tap in _tap_slices(image, kernel, strides, rhs_dilation, pads, out_shape))
   zeros = tuple(jnp.zeros((), acc_dtype) for _ in products)
   # Over the output positions first, one partial sum per example, then over the examples:
   # the first reduction's output has an example axis for XLA:CPU to split across threads
@@ -306,17 +350,17 @@ def _kernel_cotangent(image: Array, g: Array, strides: tuple[int, ...],
 
 
 @_kernel_cotangent.defjvp
-def _kernel_cotangent_jvp(strides, rhs_dilation, kernel, primals, tangents):
+def _kernel_cotangent_jvp(strides, rhs_dilation, pads, kernel, primals, tangents):
   (image, g), (image_dot, g_dot) = primals, tangents
-  out = _kernel_cotangent(image, g, strides, rhs_dilation, kernel)
+  out = _kernel_cotangent(image, g, strides, rhs_dilation, pads, kernel)
   # Bilinear: d(out) = out(image_dot, g) + out(image, g_dot), as per-tap sums.
-  dot = (_kernel_cotangent_by_tap(image_dot, g, strides, rhs_dilation, kernel)
-         + _kernel_cotangent_by_tap(image, g_dot, strides, rhs_dilation, kernel))
+  dot = (_kernel_cotangent_by_tap(image_dot, g, strides, rhs_dilation, pads, kernel)
+         + _kernel_cotangent_by_tap(image, g_dot, strides, rhs_dilation, pads, kernel))
   return out, dot.astype(out.dtype)
 
 
-def _taps_abstract_eval(image, weights, *, strides, rhs_dilation, out_shape):
-  del strides, rhs_dilation
+def _taps_abstract_eval(image, weights, *, strides, rhs_dilation, pads, out_shape):
+  del strides, rhs_dilation, pads
   return image.update(shape=(image.shape[0], *out_shape, weights.shape[-2] * weights.shape[-1]),
                       dtype=image.dtype)
 
@@ -325,9 +369,9 @@ def _taps_transpose_image(g, image, weights, **params):
   return _image_cotangent(g, weights, image.aval.shape, **params)
 
 
-def _taps_transpose_weights(g, image, weights, *, strides, rhs_dilation, out_shape):
+def _taps_transpose_weights(g, image, weights, *, strides, rhs_dilation, pads, out_shape):
   del out_shape
-  return _kernel_cotangent(image, g, strides, rhs_dilation, tuple(weights.aval.shape[:-2]))
+  return _kernel_cotangent(image, g, strides, rhs_dilation, pads, tuple(weights.aval.shape[:-2]))
 
 
 def _taps_batch(args, dims, **params):
@@ -345,7 +389,7 @@ def _taps_batch(args, dims, **params):
   if image_dim is None:  # not mapped
     image = jnp.broadcast_to(image[..., None, :], (*image.shape[:-1], b, image.shape[-1]))
   else:
-    image = jnp.moveaxis(image, image_dim, -2)  # (N, *padded, B, C)
+    image = jnp.moveaxis(image, image_dim, -2)  # (N, *spatial, B, C)
   c, m = weights.shape[-2:]
   out = _depthwise_taps_p.bind(image.reshape(*image.shape[:-2], b * c),
                                weights.reshape(*weights.shape[:-3], b * c, m), **params)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from cnnjax import ops
+from cnnjax.ops import conv_fast
 from testlib import equations, normal, primitives
 
 # Float32 rounding grows at most linearly with the number of products summed
@@ -64,6 +65,9 @@ CASES = [
     ("depthwise 1-D CAUSAL", (2, 9, 3), (3, 1, 3), dict(padding="CAUSAL", feature_group_count=3), ("taps",)),
     ("depthwise 3-D REFLECT", (1, 2, 3, 3, 2), (2, 2, 2, 1, 2),
      dict(padding="REFLECT", strides=(1, 2, 1), feature_group_count=2), ("taps",)),
+    # Zeros past the kernel's reach: the corner taps of the outer outputs read only zeros.
+    ("depthwise padded past reach", (2, 3, 4, 2), (3, 3, 1, 4),
+     dict(padding=((3, 2), (0, 4)), strides=(2, 1), feature_group_count=2), ("taps",)),
     ("grouped 2 groups", (1, 3, 4, 4), (3, 3, 2, 6), dict(padding=1, feature_group_count=2), ("per_group", "taps")),
     ("grouped 3 groups s2 dilated", (2, 8, 7, 6), (3, 2, 2, 3),
      dict(padding="VALID", strides=(2, 1), rhs_dilation=(1, 2), feature_group_count=3), ("per_group",)),
@@ -216,6 +220,41 @@ def test_forward_mode_equals_reverse_mode(lowering, name):
 
 def _taps(case):
   return lambda x, w: ops.conv(x, w, lowering="taps", **case[3])  # noqa: E731
+
+
+@pytest.mark.parametrize("name", [case[0] for case in CASES if "taps" in case[4] and case[0].startswith("depthwise")])
+def test_depthwise_padding_per_tap_equals_padding_once(name, monkeypatch):
+  # A padded input of PAD_PER_TAP_BYTES or more is not made: each tap pads the window it
+  # reads (glibc maps and page-faults a buffer of 32 MiB or more on every call). The two
+  # forms add the same products; XLA fuses them differently, so they agree to rounding.
+  case = _case(name)
+  x, w, rng = _operands(case)
+  g = normal(jax.eval_shape(_taps(case), x, w).shape, rng)
+
+  def everything(x, w, g):
+    y, vjp = jax.vjp(_taps(case), x, w)
+    dx, dw = vjp(g)
+    # Second order: the kernel gradient of a function of the input gradient.
+    ddw = jax.grad(lambda w: jnp.sum(jnp.sin(jax.vjp(lambda x: _taps(case)(x, w), x)[1](g)[0])))(w)
+    return y, dx, dw, ddw
+
+  def operand_shapes():  # The shapes the tap-sum primitive reads, in the forward pass.
+    jaxpr = jax.make_jaxpr(_taps(case))(x, w).jaxpr
+    return [e.invars[0].aval.shape for e in equations(jaxpr) if e.primitive.name == "cnnjax_depthwise_taps"]
+
+  once, once_shapes = jax.jit(everything)(x, w, g), operand_shapes()
+  jax.clear_caches()  # ops.conv's traces were made under the other rule.
+  monkeypatch.setattr(conv_fast, "PAD_PER_TAP_BYTES", 0)
+  per_tap, per_tap_shapes = jax.jit(everything)(x, w, g), operand_shapes()
+  jax.clear_caches()
+  # Padded beforehand, the primitive reads a larger array; per tap, the input itself
+  # (REFLECT and CIRCULAR pad their own way first, so both read the same array there).
+  assert per_tap_shapes and all(tuple(s) == tuple(x.shape) or name.endswith(("REFLECT", "CIRCULAR"))
+                                for s in per_tap_shapes)
+  if name.endswith("past reach"):
+    assert all(np.prod(s) > x.size for s in once_shapes)
+  for a, b in zip(per_tap, once):
+    _assert_close(a, b, _terms(case))
 
 
 def test_depthwise_kernel_gradient_is_one_reduction():
