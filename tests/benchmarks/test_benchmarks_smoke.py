@@ -121,7 +121,18 @@ def test_end_to_end_smoke(tmp_path):
   assert "end to end / bare step:" in stdout
 
 
-@pytest.mark.parametrize("script", ["train_step", "first_step", "import_time"])
+@pytest.mark.slow
+def test_strategies_smoke(tmp_path):
+  # Two fake devices: the multi-device steps run with at most two queued, as the loop does.
+  record, stdout = _run("strategies", tmp_path)
+  assert record["args"]["devices"] == 2
+  assert {(row[0], row[1]) for row in record["overhead"]} == {
+      (d, s) for d in (1, 2) for s in ("pmap", "shard_map", "jit")}
+  assert [row[1] for row in record["throughput"]] == ["pmap", "shard_map", "jit"]
+  assert "| lenet5 | jit |" in stdout
+
+
+@pytest.mark.parametrize("script", ["train_step", "first_step", "import_time", "strategies"])
 def test_an_existing_out_file_is_kept_and_nothing_is_measured(tmp_path, script):
   """A rerun stops at start-up, naming the file, rather than replacing an earlier record."""
   out = tmp_path / "record.json"
