@@ -254,6 +254,20 @@ def set_chunk_sizes(parser: Any, args: Any) -> None:
     setattr(lowering, attribute, value)
 
 
+def keep_in_flight(queued: list[Any], metrics: Any, max_in_flight: int | None) -> None:
+  """Queues a dispatched step's ``metrics`` and waits for the oldest beyond ``max_in_flight``.
+
+  As the training loop does (``Parallel.max_in_flight``): on several host devices a deep
+  queue of steps with collectives can deadlock XLA:CPU's all-reduce (it aborted 2 of 3
+  two-device runs of ``train_step.py`` before the limit). ``None``: no limit.
+  """
+  import jax  # noqa: PLC0415  (train_step.py sets XLA_FLAGS before jax is imported)
+
+  queued.append(metrics)
+  if max_in_flight and len(queued) > max_in_flight:
+    jax.block_until_ready(queued.pop(0))
+
+
 def check_single_device_xla_flags() -> None:
   """Refuses to run with ``--xla_force_host_platform_device_count`` (test setting), which splits the CPU."""
   if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):

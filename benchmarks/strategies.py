@@ -114,11 +114,7 @@ def contender(name: str, strategy: str, devices: list, model_fn, batch: dict[str
     for _ in range(n):
       placed = parallel.shard_batch(batch) if with_input else holder["batch"]
       state, metrics = step(state, placed)
-      queued.append(metrics)
-      # As the training loop does (Parallel.max_in_flight): a deep queue of
-      # steps with collectives can deadlock XLA:CPU's fake devices.
-      if parallel.max_in_flight and len(queued) > parallel.max_in_flight:
-        jax.block_until_ready(queued.pop(0))
+      _common.keep_in_flight(queued, metrics, parallel.max_in_flight)
     jax.block_until_ready((state, metrics))
     holder["state"] = state
 

@@ -135,12 +135,7 @@ def cnnjax_contender(model_name: str, images: np.ndarray, labels: np.ndarray,
     queued: list[Any] = []
     for _ in range(n):
       state, metrics = p_step(state, batch)
-      # As the training loop does (Parallel.max_in_flight): on several host devices a
-      # deep queue of steps can deadlock XLA:CPU's all-reduce (it aborted 2 of 3
-      # two-device runs of this benchmark before the limit).
-      queued.append(metrics)
-      if parallel.max_in_flight and len(queued) > parallel.max_in_flight:
-        jax.block_until_ready(queued.pop(0))
+      _common.keep_in_flight(queued, metrics, parallel.max_in_flight)
     holder["state"], holder["metrics"] = state, metrics
     jax.block_until_ready(metrics)
 
