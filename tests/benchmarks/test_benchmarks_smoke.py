@@ -13,7 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def _script(script, tmp_path, *args):
   """Runs ``benchmarks/<script>.py`` with ``args`` in ``tmp_path``; the completed process."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # One CPU device, as benchmarked.
+  env = dict(os.environ)
+  # One CPU device, as benchmarked, compiled with the suite's options (tests/conftest.py).
+  env["XLA_FLAGS"] = os.environ.get("CNNJAX_TEST_XLA_FLAGS", "")
   env["TFDS_DATA_DIR"] = str(tmp_path / "tfds")
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, "benchmarks", f"{script}.py"), *args],

@@ -49,7 +49,9 @@ def train_args(workdir: str, cache_dir: str, *extra: str, steps: int = STEPS) ->
 def env(devices: int = 2) -> dict[str, str]:
   """The environment of a subprocess run: ``devices`` CPU devices, a warm compilation cache."""
   out = dict(os.environ)
-  out["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  # The suite's compile options (tests/conftest.py), so that a subprocess compiles as the test does.
+  out["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
+                      f"{os.environ.get('CNNJAX_TEST_XLA_FLAGS', '')}").strip()
   out["JAX_PLATFORMS"] = "cpu"
   out["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
   return out

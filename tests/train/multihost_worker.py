@@ -12,7 +12,9 @@ subprocess timeout on top.
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+# The suite's compile options (tests/conftest.py): the reference run in the test compiled with them.
+os.environ["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=2 " +
+                           os.environ.get("CNNJAX_TEST_XLA_FLAGS", "")).strip()
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
