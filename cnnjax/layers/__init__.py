@@ -19,6 +19,7 @@ from cnnjax.layers.normalization import BatchNorm
 from cnnjax.layers.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 from cnnjax.layers.upsample import PolyphaseUpsample
 from cnnjax.layers.regularization import DropPath, LayerScale, SqueezeExcite  # noqa: F401
+from cnnjax.layers import initializers  # noqa: F401  (after the layers: conv.py imports it)
 
 __all__ = [
     "BlurPool",

@@ -19,6 +19,7 @@ from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 from cnnjax import ops
+from cnnjax.layers import initializers
 from cnnjax.layers._checks import check_layer_input, existing_shape, kernel_tuple
 from cnnjax.ops.arithmetic import PaddingLike
 
@@ -27,7 +28,8 @@ Dtype = Any
 Initializer = Any
 IntSeq = None | int | Sequence[int]
 
-default_kernel_init = nn.initializers.lecun_normal()
+# LeCun normal, as flax.linen.Conv: the same numbers, drawn flat (initializers.py: faster compile).
+default_kernel_init = initializers.lecun_normal()
 default_bias_init = nn.initializers.zeros_init()
 
 

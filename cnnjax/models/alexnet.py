@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from cnnjax.layers import initializers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.pooling import AdaptiveAvgPool
 from cnnjax.models.base import ImageClassifier, classifier_head, conv_def, max_pool
@@ -63,5 +64,6 @@ class AlexNet(ImageClassifier):
     x = x.reshape(x.shape[0], -1)
     for name in ("fc6", "fc7"):
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      x = nn.relu(nn.Dense(4096, dtype=self.dtype, param_dtype=self.param_dtype, name=name)(x))
+      x = nn.relu(nn.Dense(4096, dtype=self.dtype, param_dtype=self.param_dtype,
+                           kernel_init=initializers.lecun_normal(), name=name)(x))
     return classifier_head(self, x)

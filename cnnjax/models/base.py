@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax import layers
+from cnnjax.layers import initializers
 from cnnjax.blocks.common import ModuleDef
 from cnnjax.ops import validation
 from cnnjax.ops.arithmetic import PaddingLike
@@ -66,7 +67,7 @@ class ImageClassifier(Classifier):
     check_image_input(x, type(self).__name__, self.input_channels, min_size)
 
 #: He (Kaiming) normal, fan-out: torchvision's initialisation of ResNet and MobileNet convolutions.
-he_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+he_fan_out = initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
 def check_image_input(x: Any, model: str, input_channels: int | None, min_size: int = 1) -> None:
@@ -121,5 +122,5 @@ def classifier_head(model: nn.Module, features: Array) -> Array:
   """Sows ``features`` as ``pre_logits`` and applies the ``head`` Dense; float32 logits."""
   model.sow("intermediates", "pre_logits", features)
   logits = nn.Dense(model.num_classes, dtype=model.dtype, param_dtype=model.param_dtype,
-                    name="head")(features)
+                    kernel_init=initializers.lecun_normal(), name="head")(features)
   return jnp.asarray(logits, jnp.float32)

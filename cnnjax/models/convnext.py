@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 
 from cnnjax import layers
+from cnnjax.layers import initializers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.convnext import ConvNeXtBlock
 from cnnjax.models.base import ImageClassifier, check_image_input, classifier_head, conv_def
@@ -25,7 +26,7 @@ from cnnjax.models.registry import register
 Array = jax.Array
 
 #: Weights from a normal of std 0.02 truncated at two std (torchvision's bound is +-2 absolute).
-trunc_normal_002 = nn.initializers.truncated_normal(0.02)
+trunc_normal_002 = initializers.truncated_normal(0.02)
 
 
 class ConvNeXt(ImageClassifier):

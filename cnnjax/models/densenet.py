@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 
 from cnnjax import layers
+from cnnjax.layers import initializers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.blocks.densenet import DenseBlock, Transition
 from cnnjax.models.base import (
@@ -29,7 +30,7 @@ from cnnjax.models.registry import register
 Array = jax.Array
 
 #: torchvision's DenseNet initialisation: Kaiming normal, fan-in.
-he_fan_in = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+he_fan_in = initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
 class DenseNet(ImageClassifier):

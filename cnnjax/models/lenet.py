@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from cnnjax import layers
+from cnnjax.layers import initializers
 from cnnjax.blocks.common import ConvNormAct, downsample_def
 from cnnjax.models.base import ImageClassifier, batch_norm_def, classifier_head, conv_def, field, max_pool
 from cnnjax.models.registry import register
@@ -61,7 +62,8 @@ class LeNet5(ImageClassifier):
     x = nn.relu(conv(16, (5, 5), name="conv2")(x))
     x = max_pool(x, 2, 2, "VALID", down, "pool2")
     x = x.reshape(x.shape[0], -1)
-    dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype)
+    dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
+                              kernel_init=initializers.lecun_normal())
     x = nn.relu(dense(120, name="fc1")(x))
     x = nn.relu(dense(84, name="fc2")(x))
     return classifier_head(self, x)

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from cnnjax.layers import initializers
 from cnnjax.models.registry import create, spec
 from cnnjax.models.torch_import import SUPPORTED, _classifier_key, load_torch_state_dict
 
@@ -150,7 +151,8 @@ def _check_fits(name: str, variables: PyTree, abstract: PyTree, source: str) -> 
 
 def _new_head(model: nn.Module, features: int, seed: int) -> dict[str, jax.Array]:
   """A freshly initialised ``head`` Dense, as the model's ``classifier_head`` builds it."""
-  dense = nn.Dense(model.num_classes, dtype=model.dtype, param_dtype=model.param_dtype)
+  dense = nn.Dense(model.num_classes, dtype=model.dtype, param_dtype=model.param_dtype,
+                   kernel_init=initializers.lecun_normal())
   return dense.init(jax.random.key(seed), jnp.zeros((1, features), jnp.float32))["params"]
 
 
