@@ -92,20 +92,31 @@ def _batch(n: int, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
 
 
 def contender(name: str, strategy: str, devices: list, model_fn, batch: dict[str, np.ndarray],
-              *, with_input: bool) -> _common.Contender:
-  """``run(n)``: ``n`` engine steps under ``strategy`` on ``devices`` (state donated)."""
+              *, with_input: bool, shared: dict | None = None) -> _common.Contender:
+  """``run(n)``: ``n`` engine steps under ``strategy`` on ``devices`` (state donated).
+
+  Contenders given the same ``shared`` dict with the same strategy, devices and
+  ``model_fn`` share one initial state (a host copy; each puts its own on the
+  devices) and one compiled step: the step alone and ``shard_batch`` + step
+  time the same program.
+  """
   from cnnjax.train import Parallel, create_train_state, train_step  # noqa: PLC0415
 
   parallel = Parallel(strategy, devices)
   holder: dict[str, Any] = {}
+  shared = {} if shared is None else shared
+  key = (strategy, len(devices), model_fn, batch["image"].shape)
 
   def setup():
-    model = model_fn(parallel.axis_name)
-    tx = optax.sgd(0.01, momentum=0.9)
-    state = create_train_state(model, tx, seed=0, input_shape=(1, *batch["image"].shape[1:]))
-    holder["step"] = parallel.train_step(functools.partial(
-        train_step, num_classes=NUM_CLASSES, axis_name=parallel.axis_name))
-    holder["state"] = parallel.put_state(jax.device_get(state))
+    if key not in shared:
+      model = model_fn(parallel.axis_name)
+      tx = optax.sgd(0.01, momentum=0.9)
+      state = create_train_state(model, tx, seed=0, input_shape=(1, *batch["image"].shape[1:]))
+      step = parallel.train_step(functools.partial(
+          train_step, num_classes=NUM_CLASSES, axis_name=parallel.axis_name))
+      shared[key] = (step, jax.device_get(state))
+    holder["step"], host_state = shared[key]
+    holder["state"] = parallel.put_state(host_state)
     holder["batch"] = parallel.shard_batch(batch)
 
   def run(n: int):
@@ -129,8 +140,9 @@ def overhead(args) -> list[list[Any]]:
   for n in sorted({1, args.devices}):
     devices = jax.local_devices()[:n]
     batch = _batch(8 * n, (8, 8, 1))
+    shared: dict = {}
     group = [contender(f"{s}{'+input' if inp else ''} x{n}", s, devices, _tiny_model, batch,
-                       with_input=inp)
+                       with_input=inp, shared=shared)
              for inp in (False, True) for s in args.strategies.split(",")]
     print(f"tiny model, {n} device(s), batch {8 * n}:", flush=True)
     _common.interleave(group, args.seconds, args.rounds)
