@@ -22,6 +22,7 @@ from cnnjax.layers.regularization import DropPath, LayerScale, SqueezeExcite  # 
 from cnnjax.layers import initializers  # noqa: F401  (after the layers: conv.py imports it)
 
 __all__ = [
+    "initializers",
     "BlurPool",
     "MaxBlurPool",
     "PolyphaseDownsample",
