@@ -119,7 +119,7 @@ def variance_scaling(
       draw = jax.nn.initializers.truncated_normal(float(stddev), dtype, -2.0, 2.0)
     else:
       draw = jax.nn.initializers.normal(float(stddev), dtype)
-    return jnp.reshape(draw(key, (math.prod(shape),), dtype), shape)
+    return _flat(draw, key, shape, dtype)
 
   return init
 
@@ -131,23 +131,22 @@ def lecun_normal(in_axis: int | Sequence[int] = -2, out_axis: int | Sequence[int
   return variance_scaling(1.0, "fan_in", "truncated_normal", in_axis, out_axis, batch_axis, dtype)
 
 
+def _drawn_flat(reference: Initializer, dtype: Any) -> Initializer:
+  """``reference`` (a jax initialiser whose numbers are elementwise in its draw), drawn flat."""
+
+  def init(key: Array, shape: Shape, dtype: Any = dtype) -> Array:
+    return _flat(reference, key, tuple(int(d) for d in shape), _float_dtype(dtype))
+
+  return init
+
+
 def truncated_normal(stddev: float = 1e-2, dtype: Any = None, lower: float = -2.0,
                      upper: float = 2.0) -> Initializer:
   """``jax.nn.initializers.truncated_normal(stddev, dtype, lower, upper)``, drawn flat: a
   normal truncated to ``(lower, upper)``, then multiplied by ``stddev``."""
-  reference = jax.nn.initializers.truncated_normal(stddev, dtype, lower, upper)
-
-  def init(key: Array, shape: Shape, dtype: Any = dtype) -> Array:
-    return _flat(reference, key, tuple(int(d) for d in shape), _float_dtype(dtype))
-
-  return init
+  return _drawn_flat(jax.nn.initializers.truncated_normal(stddev, dtype, lower, upper), dtype)
 
 
 def normal(stddev: float = 1e-2, dtype: Any = None) -> Initializer:
   """``jax.nn.initializers.normal(stddev, dtype)``, drawn flat."""
-  reference = jax.nn.initializers.normal(stddev, dtype)
-
-  def init(key: Array, shape: Shape, dtype: Any = dtype) -> Array:
-    return _flat(reference, key, tuple(int(d) for d in shape), _float_dtype(dtype))
-
-  return init
+  return _drawn_flat(jax.nn.initializers.normal(stddev, dtype), dtype)

@@ -211,7 +211,8 @@ def conv_depthwise_taps(
   padded = (x.shape[0], *(x.shape[1 + a] + pads[a][0] + pads[a][1] for a in range(rank)), c)
   image = x.astype(dtype)
   if math.prod(padded) * jnp.dtype(dtype).itemsize < PAD_PER_TAP_BYTES:
-    image = lax.pad(image, jnp.zeros((), dtype), ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
+    image = lax.pad(image, jnp.zeros((), dtype),
+                    ((0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)))
     pads = ((0, 0),) * rank  # Padded once: each tap reads a plain slice.
   out_shape = tuple(
       (padded[1 + a] - ((kernel[a] - 1) * rhs_dilation[a] + 1)) // strides[a] + 1
