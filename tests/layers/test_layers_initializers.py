@@ -114,17 +114,24 @@ def test_conv_initialises_as_flax_conv_does():
   jax.tree.map(np.testing.assert_array_equal, ours, theirs)
 
 
-@pytest.mark.parametrize("name,fields", [("lenet5", {}),
-                                         ("resnet18_cifar", {"stage_sizes": (1,),
-                                                             "num_filters": 4})])
-def test_models_draw_the_same_parameters_as_shaped_draws(prng_mode, monkeypatch, name, fields):
+# One model in each mode (every initialiser is compared in both modes above): a
+# parameter-shaped partitionable draw is the slow compile the flat draws avoid.
+@pytest.mark.parametrize("name,fields,partitionable", [
+    ("lenet5", {}, False),
+    ("resnet18_cifar", {"stage_sizes": (1,), "num_filters": 4}, True),
+], ids=["lenet5-threefry", "resnet18_cifar-partitionable threefry"])
+def test_models_draw_the_same_parameters_as_shaped_draws(monkeypatch, name, fields, partitionable):
   """A whole model's ``init``, flat draws against the parameter-shaped draws they replace."""
   from cnnjax import models  # noqa: PLC0415
 
   model = models.create(name, num_classes=10, **fields)
   x = jnp.ones((1, *models.spec(name).input_shape))
-  init = lambda: model.init(jax.random.key(3), x, train=False)  # noqa: E731
-  flat = init()
-  monkeypatch.setattr(initializers, "_draws_flat", lambda key, shape, dtype: False)
-  shaped = init()
+
+  def init():  # One program per call (a new function each time): what the draws trace to.
+    return jax.jit(lambda: model.init(jax.random.key(3), x, train=False))()
+
+  with jax.threefry_partitionable(partitionable):
+    flat = init()
+    monkeypatch.setattr(initializers, "_draws_flat", lambda key, shape, dtype: False)
+    shaped = init()
   jax.tree.map(np.testing.assert_array_equal, flat, shaped)
