@@ -167,16 +167,15 @@ def environment() -> dict[str, Any]:
     pass
   # Installed versions from the package metadata: importing torch, grain and TFDS only to
   # read their versions cost a benchmark ~3 s of CPU before it measured anything.
+  # (importlib.metadata normalises names: "tensorflow_datasets" finds tensorflow-datasets.)
   versions = {}
-  for mod, dist in (("jax", "jax"), ("jaxlib", "jaxlib"), ("flax", "flax"), ("optax", "optax"),
-                    ("numpy", "numpy"), ("grain", "grain"),
-                    ("tensorflow_datasets", "tensorflow-datasets"), ("torch", "torch")):
+  for mod in ("jax", "jaxlib", "flax", "optax", "numpy", "grain", "tensorflow_datasets", "torch"):
     module = sys.modules.get(mod)
     if module is not None and hasattr(module, "__version__"):
       versions[mod] = module.__version__
       continue
     try:
-      versions[mod] = importlib.metadata.version(dist)
+      versions[mod] = importlib.metadata.version(mod)
     except importlib.metadata.PackageNotFoundError:
       continue
   return {

@@ -170,6 +170,40 @@ def assert_trees_close(a: Any, b: Any, *, rtol: float, atol_scale: float | None 
                                err_msg=jax.tree_util.keystr(path))
 
 
+#: The repository's root (experiments/, benchmarks/, experiments/configs/).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_file(path: str, name: str | None = None) -> Any:
+  """Runs the Python file ``path`` as a module named ``name`` (default: its file name) and returns it.
+
+  For experiment scripts and config files, which are not in an importable
+  package. The module is in ``sys.modules`` before it runs: Flax modules it
+  defines are dataclasses, which look their module up.
+  """
+  import importlib.util  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+
+  name = name or os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+def config_file_smoke_variant(name: str):
+  """``experiments/configs/<name>``'s own ``:smoke`` variant, as its docstring runs it.
+
+  Only the compilation cache is off (``compilation_cache_dir=''``): the
+  suite's in-process runs compile in memory.
+  """
+  config = load_file(os.path.join(ROOT, "experiments", "configs", name)).get_config("smoke")
+  with config.unlocked():
+    config.compilation_cache_dir = ""
+  return config
+
+
 def tiny_config(**overrides: Any):
   """A locked in-process training config: digits_cnn of width 4, 10 steps, checkpoints at 4, 8, 10.
 

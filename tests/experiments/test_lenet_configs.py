@@ -1,19 +1,16 @@
 """The two LeNet-5 configs are one recipe on two data sets."""
 
-import importlib.util
 import os
 
 from cnnjax.train import config as config_lib
+from testlib import load_file
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "experiments", "configs")
 
 
 def _load(name):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIGS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_file(os.path.join(CONFIGS, f"{name}.py"))
 
 
 def test_mnist_and_fashion_mnist_share_one_definition():

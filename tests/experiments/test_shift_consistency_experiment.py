@@ -1,22 +1,19 @@
 """experiments/shift_consistency.py end to end on a tiny budget: APS is exactly consistent."""
 
-import importlib.util
 import json
 import os
 import sys
 
 import pytest
+from testlib import load_file
 
 _PATH = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "shift_consistency.py")
 
 
 def _load():
   name = "shift_consistency_experiment"
-  if name not in sys.modules:  # Flax modules are dataclasses: they need their module registered.
-    spec = importlib.util.spec_from_file_location(name, _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+  if name not in sys.modules:  # Loaded once: its Flax modules are registered under this name.
+    load_file(_PATH, name)
   return sys.modules[name]
 
 

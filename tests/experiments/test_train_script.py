@@ -1,7 +1,6 @@
 """experiments/train.py and experiments/configs: every config, the smoke runs, the errors."""
 
 import glob
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,16 +13,13 @@ import tensorflow_datasets as tfds
 from cnnjax.data import augment
 from cnnjax.train import config as config_lib
 from cnnjax.train import train_and_evaluate
+from testlib import config_file_smoke_variant, load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py")))
 
 
-def _load(path):
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+_load = load_file
 
 
 def test_the_expected_configs_exist():
@@ -51,9 +47,7 @@ def test_config_is_valid_locked_and_documented(path):
 
 def _smoke_run(name, run_dir):
   """Trains config ``name``'s own :smoke variant on two devices; checks the run files, returns the summary."""
-  config = _load(os.path.join(ROOT, "experiments", "configs", name)).get_config("smoke")
-  with config.unlocked():
-    config.compilation_cache_dir = ""
+  config = config_file_smoke_variant(name)
   summary = train_and_evaluate(config, str(run_dir), devices=jax.local_devices()[:2])
   for file in ("config.json", "metrics.jsonl", "summary.json", "plots/loss.png"):
     assert (run_dir / file).exists()

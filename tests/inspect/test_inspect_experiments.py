@@ -1,6 +1,5 @@
 """experiments/visualize.py, knn.py and transfer.py on small runs."""
 
-import importlib.util
 import os
 
 import matplotlib.image
@@ -8,16 +7,13 @@ import pytest
 
 from cnnjax import inspect as ci
 from cnnjax.train import load_run
+from testlib import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _script(name):
-  path = os.path.join(ROOT, "experiments", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"experiments_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_file(os.path.join(ROOT, "experiments", f"{name}.py"), f"experiments_{name}")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """config.task in the engine: regression and segmentation runs end to end, under pmap and jit."""
 
-import importlib.util
 import json
 import os
 
@@ -10,10 +9,9 @@ import pytest
 
 from cnnjax.train import tasks
 from cnnjax.train.loop import restore_checkpoint, train_and_evaluate
-from testlib import tiny_config
+from testlib import config_file_smoke_variant, tiny_config
 
 STRATEGIES = ("pmap", "jit")
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _regression_config(strategy, **overrides):
@@ -48,25 +46,13 @@ def regression_run(request, tmp_path_factory):
                                              task=task)
 
 
-def _config_file_smoke_variant(name):
-  """``experiments/configs/<name>``'s own ``:smoke`` variant, as its docstring runs it."""
-  path = os.path.join(ROOT, "experiments", "configs", name)
-  spec = importlib.util.spec_from_file_location(name[:-3], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
-  with config.unlocked():
-    config.compilation_cache_dir = ""
-  return config
-
-
 @pytest.fixture(scope="module", params=STRATEGIES)
 def segmentation_run(request, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp(f"seg_{request.param}"))
   if request.param == "pmap":
     # The segmentation config's own smoke variant (pmap, random crops of the class maps,
     # one epoch of 256 scenes): the run that checks the config file end to end.
-    config = _config_file_smoke_variant("digit_scenes_unet.py")
+    config = config_file_smoke_variant("digit_scenes_unet.py")
     assert config.strategy == "pmap" and config.task == "segmentation"
   else:  # Crops and cutmix of the class maps, under jit.
     config = _segmentation_config(request.param)
