@@ -77,19 +77,21 @@ def init_variables(module: Any, *inputs: Any, seed: int = 0, **kwargs: Any) -> d
   """Variables of the shapes ``module.init(key, *inputs, **kwargs)`` gives, drawn with NumPy.
 
   Nothing is compiled: ``init`` is only traced (``jax.eval_shape``), which
-  saves the seconds XLA:CPU spends compiling random initialisers. Kernels
-  are ``N(0, 1 / fan_in)`` (``fan_in``: the product of every axis but the
-  last, LeCun's scale, so activations keep their magnitude with depth);
-  embeddings ``N(0, 1)``; BatchNorm scales ``1 + 0.1 N(0, 1)``; running
-  variances ``1 + 0.1 |N(0, 1)|``; every other leaf (biases, running means,
-  layer scales) ``0.1 N(0, 1)``.
+  saves the seconds XLA:CPU spends compiling random initialisers. ``z`` is
+  uniform with mean 0 and variance 1 (float32 uniform draws are about eight
+  times faster than normal ones, which took seconds for AlexNet's and VGG's
+  dense layers). Kernels are ``z / sqrt(fan_in)`` (``fan_in``: the product
+  of every axis but the last; LeCun's uniform scale, so activations keep
+  their magnitude with depth); embeddings ``z``; BatchNorm scales
+  ``1 + 0.1 z``; running variances ``1 + 0.1 |z|``; every other leaf
+  (biases, running means, layer scales) ``0.1 z``.
   """
   shapes = jax.eval_shape(lambda *a: module.init(KEY, *a, **kwargs), *inputs)
   rng = np.random.default_rng(seed)
 
   def fill(path, leaf):
     name = getattr(path[-1], "key", str(path[-1]))
-    z = rng.standard_normal(leaf.shape)
+    z = (2 * rng.random(leaf.shape, dtype=np.float32) - 1) * np.float32(np.sqrt(3))
     if name == "kernel":
       z = z / np.sqrt(max(1, int(np.prod(leaf.shape[:-1]))))
     elif name == "embedding":

@@ -18,7 +18,15 @@
 * ``fit`` (``transfer``): a few steps of the engine's step on in-memory arrays
 * ``distributed.initialize(config)``: joins a multi-process run with the
   timeouts of ``config.distributed``
+
+``NNXTrainState`` and ``create_nnx_train_state`` are imported on first use
+(PEP 562), so that a linen run loads neither ``flax.nnx`` nor ``cnnjax.nnx``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from cnnjax.train.checkpoint import (
     CheckpointError,
@@ -30,12 +38,17 @@ from cnnjax.train.config import base_config, validate
 from cnnjax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
 from cnnjax.train.runs import Run, load_run, read_config, restore_checkpoint
 from cnnjax.train.metrics import MetricsWriter
-from cnnjax.train.nnx_state import NNXTrainState, create_nnx_train_state
 from cnnjax.train.optim import create_learning_rate_schedule, create_optimizer, decay_mask
 from cnnjax.train.parallel import Parallel
 from cnnjax.train.state import TrainState, create_train_state
 from cnnjax.train.steps import AXIS, eval_step, summarize, train_step
 from cnnjax.train.transfer import fit, frozen_apply
+
+if TYPE_CHECKING:
+  from cnnjax.train.nnx_state import NNXTrainState, create_nnx_train_state
+
+_LAZY = {"NNXTrainState": "cnnjax.train.nnx_state",
+         "create_nnx_train_state": "cnnjax.train.nnx_state"}
 
 __all__ = [
     "AXIS",
@@ -67,3 +80,13 @@ __all__ = [
     "train_step",
     "validate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'cnnjax.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(__all__))

@@ -34,7 +34,7 @@ CPU each is a fusion barrier).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -44,8 +44,10 @@ from jax import lax
 
 from cnnjax.ops import collectives
 from cnnjax.train import tasks as tasks_lib
-from cnnjax.train.nnx_state import NNXTrainState
 from cnnjax.train.state import TrainState
+
+if TYPE_CHECKING:  # flax.nnx and cnnjax.nnx load only for an NNX run
+  from cnnjax.train.nnx_state import NNXTrainState
 
 #: The one name of the device axis: pmap's ``axis_name``, the mesh axis of
 #: shard_map, every ``lax.pmean``/``psum`` here, and BatchNorm's ``axis_name``.
@@ -53,7 +55,7 @@ AXIS = "batch"
 
 #: A linen or an NNX model's state: what the steps need is ``key()``, ``step``,
 #: ``train_on`` (one update) and ``logits`` (evaluation).
-State = TrainState | NNXTrainState
+State = "TrainState | NNXTrainState"
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
 AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]
