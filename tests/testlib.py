@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import importlib.util
 import json
 import os
+import sys
 
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -183,9 +185,6 @@ def load_file(path: str, name: str | None = None) -> Any:
   package. The module is in ``sys.modules`` before it runs: Flax modules it
   defines are dataclasses, which look their module up.
   """
-  import importlib.util  # noqa: PLC0415
-  import sys  # noqa: PLC0415
-
   name = name or os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)

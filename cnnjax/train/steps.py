@@ -34,7 +34,7 @@ CPU each is a fusion barrier).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -55,7 +55,7 @@ AXIS = "batch"
 
 #: A linen or an NNX model's state: what the steps need is ``key()``, ``step``,
 #: ``train_on`` (one update) and ``logits`` (evaluation).
-State = "TrainState | NNXTrainState"
+State = Union[TrainState, "NNXTrainState"]  # noqa: UP007  (a forward reference: nnx loads lazily)
 Batch = Mapping[str, jax.Array]
 Metrics = dict[str, jax.Array]
 AugmentFn = Callable[[jax.Array, jax.Array], jax.Array]

@@ -19,8 +19,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py")))
 
 
-_load = load_file
-
 
 def test_the_expected_configs_exist():
   names = {os.path.basename(p) for p in CONFIGS}
@@ -30,7 +28,7 @@ def test_the_expected_configs_exist():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_is_valid_locked_and_documented(path):
-  module = _load(path)
+  module = load_file(path)
   name = os.path.basename(path)
   assert f"--config experiments/configs/{name}" in module.__doc__
   assert "Expected" in module.__doc__ and ":smoke" in module.__doc__
@@ -114,9 +112,8 @@ def smoke_under_mock_data(tmp_path, config_file, dataset, **overrides):
   """The ``:smoke`` variant of ``config_file`` trained on ``N_MOCK`` mock examples of ``dataset``."""
   data_dir = str(tmp_path / "tfds")
   _mock_metadata(data_dir, dataset)
-  config = _load(os.path.join(ROOT, "experiments", "configs", config_file)).get_config("smoke")
+  config = config_file_smoke_variant(config_file)
   with config.unlocked():
-    config.compilation_cache_dir = ""
     config.data.data_dir = data_dir
     config.plots = False
     for key, value in overrides.items():

@@ -7,7 +7,7 @@ import pytest
 
 from cnnjax import inspect as ci
 from cnnjax.train import load_run
-from testlib import load_file
+from testlib import config_file_smoke_variant, load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,11 +19,10 @@ def _script(name):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   from cnnjax.train import train_and_evaluate  # noqa: PLC0415
-  config = _script("configs/digits_cnn").get_config("smoke")
+  config = config_file_smoke_variant("digits_cnn.py")
   with config.unlocked():
     config.num_train_steps = 6
     config.plots = False
-    config.compilation_cache_dir = ""
   workdir = str(tmp_path_factory.mktemp("digits_run"))
   train_and_evaluate(config, workdir)
   return workdir
