@@ -3,11 +3,12 @@
 import os
 
 import pytest
-from test_train_script import ROOT, _load, smoke_under_mock_data
+from test_train_script import ROOT, smoke_under_mock_data
+from testlib import load_file
 
 
 def test_wrn_config_recipe():
-  config = _load(os.path.join(ROOT, "experiments", "configs", "cifar10_wrn28_10.py")).get_config()
+  config = load_file(os.path.join(ROOT, "experiments", "configs", "cifar10_wrn28_10.py")).get_config()
   assert config.model.name == "wrn28_10" and config.model.kwargs.dropout_rate == 0.3
   assert config.schedule.name == "piecewise" and config.schedule.decay_factor == 0.2
   assert tuple(config.schedule.boundaries_epochs) == (60.0, 120.0, 160.0)
