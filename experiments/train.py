@@ -39,9 +39,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cnnjax.train import CheckpointError, NonFiniteLossError, Preempted, train_and_evaluate
-from cnnjax.train import distributed
 from cnnjax.train import config as config_lib
+from cnnjax.train import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, optionally with ':variant' (e.g. ':smoke'). "
@@ -68,6 +67,8 @@ def _parse(argv):
     if show_help:
       print(config_lib.describe(_CONFIG.value))
       sys.exit(0)
+    # Keys, types and names: checked again by the loop, but here before it is imported.
+    config_lib.validate(_CONFIG.value)
     return rest
   except (ValueError, TypeError, flags.Error) as e:
     # e.g. --config.batch_size=abc: one line naming the flag and the value.
@@ -85,6 +86,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
+  # Imported once the command line has parsed: a mistake in it is reported
+  # without loading the loop (orbax, TFDS, plotting), in a second instead of two.
+  from cnnjax.train import (  # noqa: PLC0415
+      CheckpointError,
+      NonFiniteLossError,
+      Preempted,
+      train_and_evaluate,
+  )
+
   multi_process = False
   try:
     multi_process = distributed.initialize(_CONFIG.value)

@@ -12,6 +12,11 @@ without TensorFlow and without the network.
 * Splits: a fixed stratified split, ``train`` 1,437 and ``test`` 360 examples
   (``sklearn.model_selection.train_test_split(test_size=360, stratify=labels,
   random_state=0)``); each example's key is its index in ``load_digits``.
+  The split's indices ship in ``digits_split.txt`` next to this module and the
+  images are read from scikit-learn's ``digits.csv.gz``, so that preparing the
+  set does not import scikit-learn (a second or more of imports, in every
+  process that prepares it); ``tests/data/test_data_digits.py`` checks both
+  against ``load_digits`` and ``train_test_split``.
 
 Preparation takes well under a second; ``prepare_digits`` is safe to call from
 several processes at once and after a crash (``cnnjax.data.builders.prepare_builder``).
@@ -19,6 +24,7 @@ several processes at once and after a crash (``cnnjax.data.builders.prepare_buil
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 
@@ -30,7 +36,42 @@ from cnnjax.data.builders import default_data_dir, encode_png, is_prepared, prep
 NAME = "digits"
 NUM_TRAIN = 1437
 NUM_TEST = 360
-SPLIT_SEED = 0
+
+
+def _split_keys() -> dict[str, np.ndarray]:
+  """``{'train': (1437,) int64, 'test': (360,) int64}``: the pinned split, in its order."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "digits_split.txt")
+  keys: dict[str, list[int]] = {}
+  with open(path) as f:
+    for line in f:
+      if line.startswith("# train:") or line.startswith("# test:"):
+        current = keys.setdefault(line[2:].split(":")[0], [])
+      elif not line.startswith("#"):
+        current.extend(int(v) for v in line.split())
+  out = {split: np.asarray(v, np.int64) for split, v in keys.items()}
+  if (len(out.get("train", ())), len(out.get("test", ()))) != (NUM_TRAIN, NUM_TEST):
+    raise ValueError(f"{path}: expected {NUM_TRAIN} train and {NUM_TEST} test keys")
+  return out
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray]:
+  """scikit-learn's digits: images ``(1797, 8, 8) float64`` in ``0..16``, labels ``(1797,) int64``.
+
+  Read from the ``digits.csv.gz`` in scikit-learn's installed package, as
+  ``load_digits`` reads it (one row an image, the label last), without
+  importing scikit-learn; ``load_digits`` itself if the file is not there.
+  """
+  spec = importlib.util.find_spec("sklearn")
+  locations = list(spec.submodule_search_locations or []) if spec is not None else []
+  for location in locations:
+    path = os.path.join(location, "datasets", "data", "digits.csv.gz")
+    if os.path.exists(path):
+      data = np.loadtxt(path, delimiter=",")
+      return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+  from sklearn.datasets import load_digits  # noqa: PLC0415
+
+  digits = load_digits()
+  return digits.images, digits.target.astype(np.int64)
 
 
 def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -41,19 +82,9 @@ def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     ``(N, 8, 8, 1) uint8`` in ``0..255``, ``labels`` ``(N,) int64`` and
     ``keys`` ``(N,)`` the indices into ``sklearn.datasets.load_digits()``.
   """
-  from sklearn.datasets import load_digits
-  from sklearn.model_selection import train_test_split
-
-  digits = load_digits()
-  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-  labels = digits.target.astype(np.int64)
-  keys = np.arange(len(labels))
-  train_keys, test_keys = train_test_split(
-      keys, test_size=NUM_TEST, stratify=labels, random_state=SPLIT_SEED)
-  return {
-      "train": (images[train_keys], labels[train_keys], train_keys),
-      "test": (images[test_keys], labels[test_keys], test_keys),
-  }
+  raw, labels = _load_digits()
+  images = np.round(raw * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  return {split: (images[keys], labels[keys], keys) for split, keys in _split_keys().items()}
 
 
 class Digits(tfds.core.GeneratorBasedBuilder):

@@ -19,8 +19,9 @@
 * ``distributed.initialize(config)``: joins a multi-process run with the
   timeouts of ``config.distributed``
 
-``NNXTrainState`` and ``create_nnx_train_state`` are imported on first use
-(PEP 562), so that a linen run loads neither ``flax.nnx`` nor ``cnnjax.nnx``.
+Every name is imported from its submodule on first use (PEP 562): a linen
+run loads neither ``flax.nnx`` nor ``cnnjax.nnx``, and a command line whose
+config is wrong fails before orbax, TFDS and the loop are imported.
 """
 
 from __future__ import annotations
@@ -28,27 +29,42 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cnnjax.train.checkpoint import (
-    CheckpointError,
-    Checkpointer,
-    CheckpointMismatchError,
-    abstract_target,
-)
-from cnnjax.train.config import base_config, validate
-from cnnjax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
-from cnnjax.train.runs import Run, load_run, read_config, restore_checkpoint
-from cnnjax.train.metrics import MetricsWriter
-from cnnjax.train.optim import create_learning_rate_schedule, create_optimizer, decay_mask
-from cnnjax.train.parallel import Parallel
-from cnnjax.train.state import TrainState, create_train_state
-from cnnjax.train.steps import AXIS, eval_step, summarize, train_step
-from cnnjax.train.transfer import fit, frozen_apply
-
 if TYPE_CHECKING:
+  from cnnjax.train.checkpoint import (
+      CheckpointError,
+      Checkpointer,
+      CheckpointMismatchError,
+      abstract_target,
+  )
+  from cnnjax.train.config import base_config, validate
+  from cnnjax.train.loop import NonFiniteLossError, Preempted, train_and_evaluate
+  from cnnjax.train.metrics import MetricsWriter
   from cnnjax.train.nnx_state import NNXTrainState, create_nnx_train_state
+  from cnnjax.train.optim import create_learning_rate_schedule, create_optimizer, decay_mask
+  from cnnjax.train.parallel import Parallel
+  from cnnjax.train.runs import Run, load_run, read_config, restore_checkpoint
+  from cnnjax.train.state import TrainState, create_train_state
+  from cnnjax.train.steps import AXIS, eval_step, summarize, train_step
+  from cnnjax.train.transfer import fit, frozen_apply
 
-_LAZY = {"NNXTrainState": "cnnjax.train.nnx_state",
-         "create_nnx_train_state": "cnnjax.train.nnx_state"}
+#: Each public name and the submodule that defines it, imported on first use.
+_LAZY = {
+    **dict.fromkeys(["CheckpointError", "Checkpointer", "CheckpointMismatchError",
+                     "abstract_target"], "cnnjax.train.checkpoint"),
+    **dict.fromkeys(["base_config", "validate"], "cnnjax.train.config"),
+    **dict.fromkeys(["NonFiniteLossError", "Preempted", "train_and_evaluate"],
+                    "cnnjax.train.loop"),
+    "MetricsWriter": "cnnjax.train.metrics",
+    **dict.fromkeys(["NNXTrainState", "create_nnx_train_state"], "cnnjax.train.nnx_state"),
+    **dict.fromkeys(["create_learning_rate_schedule", "create_optimizer", "decay_mask"],
+                    "cnnjax.train.optim"),
+    "Parallel": "cnnjax.train.parallel",
+    **dict.fromkeys(["Run", "load_run", "read_config", "restore_checkpoint"],
+                    "cnnjax.train.runs"),
+    **dict.fromkeys(["TrainState", "create_train_state"], "cnnjax.train.state"),
+    **dict.fromkeys(["AXIS", "eval_step", "summarize", "train_step"], "cnnjax.train.steps"),
+    **dict.fromkeys(["fit", "frozen_apply"], "cnnjax.train.transfer"),
+}
 
 __all__ = [
     "AXIS",
@@ -82,11 +98,21 @@ __all__ = [
 ]
 
 
+#: The submodules, reachable as attributes (``cnnjax.train.setup``) after ``import cnnjax.train``.
+_SUBMODULES = ("checkpoint", "config", "distributed", "loop", "metrics", "model_fields",
+               "nnx_state", "optim", "parallel", "periodic", "recipes", "runs", "setup", "state",
+               "steps", "tasks", "transfer")
+
+
 def __getattr__(name: str) -> Any:
   if name in _LAZY:
-    return getattr(importlib.import_module(_LAZY[name]), name)
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+  if name in _SUBMODULES:
+    return importlib.import_module(f"{__name__}.{name}")  # binds the attribute itself
   raise AttributeError(f"module 'cnnjax.train' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-  return sorted(set(globals()) | set(__all__))
+  return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

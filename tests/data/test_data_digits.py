@@ -49,11 +49,22 @@ def test_split_is_fixed():
   assert not set(a["train"][2]) & set(a["test"][2])
 
 
-def test_prepare_twice_is_a_no_op(digits_dir):
-  before = os.path.getmtime(os.path.join(digits_dir, "digits", "1.0.0", "dataset_info.json"))
-  data.ensure_prepared("digits", data_dir=digits_dir)
-  after = os.path.getmtime(os.path.join(digits_dir, "digits", "1.0.0", "dataset_info.json"))
-  assert before == after
+def test_arrays_are_load_digits_split_by_train_test_split():
+  """The pinned split and the CSV read without scikit-learn equal what scikit-learn computes."""
+  from sklearn.datasets import load_digits  # noqa: PLC0415
+  from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
+  digits = load_digits()
+  train_keys, test_keys = train_test_split(
+      np.arange(len(digits.target)), test_size=360, stratify=digits.target, random_state=0)
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  arrays = digits_lib.digits_arrays()
+  for split, keys in (("train", train_keys), ("test", test_keys)):
+    got_images, got_labels, got_keys = arrays[split]
+    np.testing.assert_array_equal(got_keys, keys)  # the same examples, in the same order
+    np.testing.assert_array_equal(got_images, images[keys])
+    np.testing.assert_array_equal(got_labels, digits.target[keys])
+
 
 
 _KILLED = killed_preparation_script(after=500)
