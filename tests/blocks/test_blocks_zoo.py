@@ -9,17 +9,15 @@ import numpy as np
 import pytest
 
 from cnnjax import blocks, layers
+from testlib import compile_fast
 
 CONV = functools.partial(layers.Conv, use_bias=False)
 BN = functools.partial(layers.BatchNorm, momentum=0.9)
 
 
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
 def _jit(fn, *args):
   """One compiled program instead of one per eager op (each im2col piece compiles alone)."""
-  return jax.jit(fn).lower(*args).compile(compiler_options=_FAST_COMPILE)(*args)
+  return compile_fast(fn, *args)(*args)
 
 
 def _shapes(module, x, **kw):

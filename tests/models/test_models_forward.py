@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cnnjax import models
-from testlib import SMALL_MODELS, SMALL_ZOO, init_variables, model_example
+from testlib import SMALL_MODELS, SMALL_ZOO, compile_fast, init_variables, model_example
 
 
 def _names():
@@ -52,7 +52,7 @@ def test_forward(name):
   variables = init_variables(model, x, train=False)
   for dtype in (jnp.float32, jnp.bfloat16):
     typed = models.create(name, dtype=dtype, **fields)
-    logits_eval, logits_train, updates = jax.jit(_forward(typed))(variables, x)
+    logits_eval, logits_train, updates = compile_fast(_forward(typed), variables, x)(variables, x)
     _check_outputs(name, x, logits_eval, logits_train, updates, variables, typed.num_classes)
     for logits in (logits_eval, logits_train):
       assert np.isfinite(np.asarray(logits)).all(), (name, dtype)
@@ -74,8 +74,15 @@ def test_full_size_shapes_and_dtypes(name):
   models above check bfloat16)."""
   x = model_example(name)
   model = models.create(name)
-  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
-  outputs = jax.eval_shape(_forward(model), variables, x)
+
+  def init_and_forward(x):  # init's own (eval-mode) call gives the eval logits: two traces, not three
+    logits_eval, variables = model.init_with_output(jax.random.key(0), x, train=False)
+    variables = {k: v for k, v in variables.items() if k != "intermediates"}
+    logits_train, updates = model.apply(variables, x, train=True, mutable=True,
+                                        rngs={"dropout": jax.random.key(2)})
+    return variables, logits_eval, logits_train, updates
+
+  variables, *outputs = jax.eval_shape(init_and_forward, x)
   _check_outputs(name, x, *outputs, variables, model.num_classes)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
 

@@ -9,19 +9,18 @@ from hypothesis import strategies as st
 
 from cnnjax import models
 from cnnjax.testing import assert_shift_equivariant
+from testlib import compile_fast
 
 SHAPE = (1, 8, 8, 1)
-# Compile time dominates at these sizes; LLVM optimisations off halve it.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def _compiled(**fields):
   model = models.create("unet", features=(4, 8), num_classes=3, **fields)
   x = jnp.zeros(SHAPE)
   init = jax.jit(lambda x: model.init(jax.random.key(1), x, train=False))
-  variables = init.lower(x).compile(compiler_options=_FAST_COMPILE)(x)
+  variables = compile_fast(init, x)(x)
   apply = jax.jit(lambda v, z: model.apply(v, z, train=False))
-  compiled = apply.lower(variables, x).compile(compiler_options=_FAST_COMPILE)
+  compiled = compile_fast(apply, variables, x)
   return lambda z: compiled(variables, z)
 
 

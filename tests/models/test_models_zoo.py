@@ -19,9 +19,7 @@ from cnnjax import models
 from cnnjax.train.parallel import Parallel
 from cnnjax.train.state import TrainState
 from cnnjax.train.steps import AXIS, train_step
-from testlib import SMALL_ZOO, init_variables
-
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+from testlib import SMALL_ZOO, compile_fast, init_variables
 
 #: Each family at reduced size: (registered name, fields).
 SMALL = SMALL_ZOO
@@ -64,7 +62,7 @@ def test_wrn28_10_parameter_count():
 
 
 def _compiled(fn, *args):
-  return fn.lower(*args).compile(compiler_options=_FAST_COMPILE)
+  return compile_fast(fn, *args)
 
 
 @pytest.mark.parametrize("name", list(SMALL))

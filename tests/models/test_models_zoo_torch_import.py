@@ -20,15 +20,13 @@ from torch import nn  # noqa: E402
 
 from cnnjax import models  # noqa: E402
 from cnnjax.models.torch_import import load_torch_state_dict  # noqa: E402
-
-
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+from testlib import compile_fast  # noqa: E402
 
 
 def _apply(model, variables, x):
   """Evaluation-mode logits, jitted: eager dispatch of the im2col lowerings is far slower."""
   fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  return fn.lower(variables, x).compile(compiler_options=_FAST_COMPILE)(variables, x)
+  return compile_fast(fn, variables, x)(variables, x)
 
 
 def _randomise(net, seed):

@@ -7,12 +7,7 @@ from flax import nnx
 
 import cnnjax.nnx as cnnx
 
-#: Compile with LLVM optimisations off: compile time dominates at these sizes.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
-def compiled(fn, *args):
-  return jax.jit(fn).lower(*args).compile(compiler_options=FAST_COMPILE)
+from testlib import compile_fast as compiled
 
 
 def nnx_and_linen(model: cnnx.FromLinen, variables, x, key):
