@@ -62,8 +62,7 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
   importing scikit-learn; ``load_digits`` itself if the file is not there.
   """
   spec = importlib.util.find_spec("sklearn")
-  locations = list(spec.submodule_search_locations or []) if spec is not None else []
-  for location in locations:
+  for location in (spec.submodule_search_locations or []) if spec is not None else []:
     path = os.path.join(location, "datasets", "data", "digits.csv.gz")
     if os.path.exists(path):
       data = np.loadtxt(path, delimiter=",")

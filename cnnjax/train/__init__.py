@@ -27,6 +27,7 @@ config is wrong fails before orbax, TFDS and the loop are imported.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -66,42 +67,11 @@ _LAZY = {
     **dict.fromkeys(["fit", "frozen_apply"], "cnnjax.train.transfer"),
 }
 
-__all__ = [
-    "AXIS",
-    "CheckpointError",
-    "CheckpointMismatchError",
-    "Checkpointer",
-    "MetricsWriter",
-    "NNXTrainState",
-    "NonFiniteLossError",
-    "Parallel",
-    "Preempted",
-    "Run",
-    "TrainState",
-    "abstract_target",
-    "base_config",
-    "create_learning_rate_schedule",
-    "create_nnx_train_state",
-    "create_optimizer",
-    "create_train_state",
-    "decay_mask",
-    "eval_step",
-    "fit",
-    "frozen_apply",
-    "load_run",
-    "read_config",
-    "restore_checkpoint",
-    "summarize",
-    "train_and_evaluate",
-    "train_step",
-    "validate",
-]
+__all__ = sorted(_LAZY)
 
 
 #: The submodules, reachable as attributes (``cnnjax.train.setup``) after ``import cnnjax.train``.
-_SUBMODULES = ("checkpoint", "config", "distributed", "loop", "metrics", "model_fields",
-               "nnx_state", "optim", "parallel", "periodic", "recipes", "runs", "setup", "state",
-               "steps", "tasks", "transfer")
+_SUBMODULES = frozenset(m.name for m in pkgutil.iter_modules(__path__))
 
 
 def __getattr__(name: str) -> Any:

@@ -66,6 +66,12 @@ def test_arrays_are_load_digits_split_by_train_test_split():
     np.testing.assert_array_equal(got_labels, digits.target[keys])
 
 
+def test_prepare_twice_is_a_no_op(digits_dir):
+  before = os.path.getmtime(os.path.join(digits_dir, "digits", "1.0.0", "dataset_info.json"))
+  data.ensure_prepared("digits", data_dir=digits_dir)
+  after = os.path.getmtime(os.path.join(digits_dir, "digits", "1.0.0", "dataset_info.json"))
+  assert before == after
+
 
 _KILLED = killed_preparation_script(after=500)
 

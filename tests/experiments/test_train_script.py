@@ -19,7 +19,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "experiments", "configs", "*.py")))
 
 
-
 def test_the_expected_configs_exist():
   names = {os.path.basename(p) for p in CONFIGS}
   assert {"digits_cnn.py", "mnist_lenet5.py", "fashion_mnist_lenet5.py",

@@ -77,7 +77,6 @@ def test_full_size_shapes_and_dtypes(name):
 
   def init_and_forward(x):  # init's own (eval-mode) call gives the eval logits: two traces, not three
     logits_eval, variables = model.init_with_output(jax.random.key(0), x, train=False)
-    variables = {k: v for k, v in variables.items() if k != "intermediates"}
     logits_train, updates = model.apply(variables, x, train=True, mutable=True,
                                         rngs={"dropout": jax.random.key(2)})
     return variables, logits_eval, logits_train, updates

@@ -17,10 +17,8 @@ SHAPE = (1, 8, 8, 1)
 def _compiled(**fields):
   model = models.create("unet", features=(4, 8), num_classes=3, **fields)
   x = jnp.zeros(SHAPE)
-  init = jax.jit(lambda x: model.init(jax.random.key(1), x, train=False))
-  variables = compile_fast(init, x)(x)
-  apply = jax.jit(lambda v, z: model.apply(v, z, train=False))
-  compiled = compile_fast(apply, variables, x)
+  variables = compile_fast(lambda x: model.init(jax.random.key(1), x, train=False), x)(x)
+  compiled = compile_fast(lambda v, z: model.apply(v, z, train=False), variables, x)
   return lambda z: compiled(variables, z)
 
 

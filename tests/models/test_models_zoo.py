@@ -61,10 +61,6 @@ def test_wrn28_10_parameter_count():
     _count("wrn28_10", (1, 32, 32, 3), depth=27)
 
 
-def _compiled(fn, *args):
-  return compile_fast(fn, *args)
-
-
 @pytest.mark.parametrize("name", list(SMALL))
 def test_init_forward_backward_and_training_under_pmap(name):
   """Float32 and bfloat16 training steps (forward, backward, update) on two devices.
@@ -94,7 +90,7 @@ def test_init_forward_backward_and_training_under_pmap(name):
                               tx=optax.adam(3e-3), batch_stats=variables.get("batch_stats", {}),
                               rng=jax.random.key_data(jax.random.key(1)))
     state = parallel.put_state(state)
-    step = _compiled(parallel.train_step(functools.partial(train_step, num_classes=3)),
+    step = compile_fast(parallel.train_step(functools.partial(train_step, num_classes=3)),
                      state, batch)
     losses = []
     for _ in range(3):  # The same batch three times: the loss must go down.

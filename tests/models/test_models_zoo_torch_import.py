@@ -25,8 +25,7 @@ from testlib import compile_fast  # noqa: E402
 
 def _apply(model, variables, x):
   """Evaluation-mode logits, jitted: eager dispatch of the im2col lowerings is far slower."""
-  fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  return compile_fast(fn, variables, x)(variables, x)
+  return compile_fast(lambda v, x: model.apply(v, x, train=False), variables, x)(variables, x)
 
 
 def _randomise(net, seed):

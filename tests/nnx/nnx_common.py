@@ -7,7 +7,7 @@ from flax import nnx
 
 import cnnjax.nnx as cnnx
 
-from testlib import compile_fast as compiled
+from testlib import compile_fast
 
 
 def nnx_and_linen(model: cnnx.FromLinen, variables, x, key):
@@ -39,7 +39,7 @@ def nnx_and_linen(model: cnnx.FromLinen, variables, x, key):
     l_eval = linen.apply({**variables, **dict(l_updates)}, x, **ekw)
     return y_train, stats, y_eval, l_train, l_stats, l_eval
 
-  return compiled(both, state, variables, x, key)(state, variables, x, key)
+  return compile_fast(both, state, variables, x, key)(state, variables, x, key)
 
 
 def assert_same(a, b):

@@ -8,7 +8,8 @@ from flax import nnx
 
 import cnnjax.nnx as cnnx
 from cnnjax import layers
-from nnx_common import assert_same, compiled, nnx_and_linen, random
+from nnx_common import assert_same, nnx_and_linen, random
+from testlib import compile_fast
 
 KEY = jax.random.key(0)
 X = (2, 8, 8, 3)
@@ -42,7 +43,7 @@ def test_layer_equals_linen_in_both_modes(name):
   variables = {}
   if jax.tree.leaves(cnnx.to_linen(model)):
     kw = {"train": False} if model.takes_train else {}
-    variables = compiled(lambda x: linen.init(jax.random.key(3), x, **kw), x)(x)
+    variables = compile_fast(lambda x: linen.init(jax.random.key(3), x, **kw), x)(x)
   if "batch_stats" in variables:  # non-trivial statistics to start from
     variables = {**variables, "batch_stats": jax.tree.map(lambda s: s + 0.5, variables["batch_stats"])}
   # Same names and shapes on both sides, then the NNX values are the linen ones.

@@ -10,8 +10,8 @@ from flax import nnx
 
 import cnnjax.nnx as cnnx
 from cnnjax import blocks, layers, models, testing
-from nnx_common import assert_same, compiled, nnx_and_linen, random
-from testlib import SMALL_MODELS, init_variables, model_example
+from nnx_common import assert_same, nnx_and_linen, random
+from testlib import SMALL_MODELS, compile_fast, init_variables, model_example
 
 KEY = jax.random.key(0)
 
@@ -90,7 +90,7 @@ def test_block_equals_linen_in_both_modes(name):
   x = random(shape)
   model = cnnx.FromLinen(linen, jax.ShapeDtypeStruct(shape, jnp.float32), rngs=nnx.Rngs(5))
   kw = {"train": False} if model.takes_train else {}
-  variables = compiled(lambda x: linen.init(jax.random.key(3), x, **kw), x)(x)
+  variables = compile_fast(lambda x: linen.init(jax.random.key(3), x, **kw), x)(x)
   out = nnx_and_linen(model, variables, x, KEY)
   assert_same(out[:3], out[3:])
 
